@@ -1,0 +1,55 @@
+"""The shared call shape of zeroth-order gradient estimators.
+
+An estimator is a pure function::
+
+    estimate = estimator(objective, x, *, generator, **hyper)
+
+where ``objective`` maps a batch of parameter vectors ``(P, D)`` to their losses ``(P,)`` (one evaluation per
+row), ``x`` is the current point ``(D,)`` and ``generator`` is the only source of randomness. It returns an
+:class:`Estimate` with the gradient guess and the exact number of objective evaluations it spent. Estimators
+never touch a model: the optimizers in :mod:`gradfree.optim` turn a module and a closure into an objective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from gradfree.registry import Registry
+
+BatchObjective = Callable[[Tensor], Tensor]
+"""Losses of a batch of flat parameter vectors: ``(P, D) -> (P,)``; each row is one evaluation."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A zeroth-order gradient guess.
+
+    Attributes:
+        grad: the estimate, shape ``(D,)``, same dtype/device as ``x``.
+        loss: the objective at ``x`` when the scheme evaluated it (forward differences); otherwise the mean of
+            the finite perturbed losses, a second-order accurate stand-in (central differences). NaN when no
+            evaluation was finite.
+        evaluations: objective evaluations spent (rows passed to the objective), rejected ones included.
+        rejected: perturbed evaluations whose loss was NaN/inf; their directions were left out of ``grad``.
+    """
+
+    grad: Tensor
+    loss: Tensor
+    evaluations: int
+    rejected: int = 0
+
+
+class Estimator(Protocol):
+    """Call shape every registered estimator follows."""
+
+    def __call__(
+        self, objective: BatchObjective, x: Tensor, *, generator: torch.Generator, **hyper: object
+    ) -> Estimate: ...
+
+
+ESTIMATORS: Registry[Estimator] = Registry("estimator")
