@@ -1,0 +1,165 @@
+"""Batched population evaluation: the losses of P parameter vectors on one batch in one call.
+
+Three paths compute the same numbers:
+
+* ``"mlp"`` — a fast path for ``nn.Sequential`` stacks of ``Linear`` layers and element-wise activations:
+  every layer becomes one batched matrix product over the population (``torch.baddbmm``).
+* ``"vmap"`` — any module through ``torch.func.functional_call`` vectorised with ``torch.vmap``.
+* ``"loop"`` — write each vector into the module and run it: the reference the others are tested against,
+  and the fallback for modules that update buffers in place (batch norm in training mode).
+
+The population is split into chunks so that the activations of one chunk stay under a memory bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from gradfree.errors import ConfigError
+from gradfree.params.flat import FlatParams
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+"""``loss_fn(output (N, ...), target (N, ...)) -> scalar`` (mean over the batch)."""
+
+Mode = Literal["auto", "mlp", "vmap", "loop"]
+
+_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus,
+                nn.Identity, nn.Hardtanh)
+
+
+def is_plain_mlp(module: nn.Module) -> bool:
+    """Whether ``module`` is a ``Sequential`` of (an optional leading ``Flatten``,) ``Linear`` layers and
+    element-wise activations — the shape the batched-matmul fast path handles."""
+    if not isinstance(module, nn.Sequential) or len(module) == 0:
+        return False
+    layers = list(module)
+    if isinstance(layers[0], nn.Flatten):
+        layers = layers[1:]
+    return any(isinstance(m, nn.Linear) for m in layers) and all(
+        isinstance(m, (nn.Linear, *_ELEMENTWISE)) for m in layers
+    )
+
+
+def _updates_buffers(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
+
+
+def activation_elements(module: nn.Module, x: Tensor) -> int:
+    """Number of elements all leaf modules output for the batch ``x`` (a probe for the memory bound)."""
+    total = 0
+
+    def count(_m: nn.Module, _i: object, out: object) -> None:
+        nonlocal total
+        if isinstance(out, Tensor):
+            total += out.numel()
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(total, int(x.numel()))
+
+
+class PopulationLoss:
+    """Losses of a population of flat parameter vectors on one batch.
+
+    Args:
+        flat: the flat view naming which parameters the vectors hold; the others keep their values.
+        loss_fn: ``(output, target) -> scalar``; must be ``torch.vmap``-compatible for the batched paths
+            (``torch.nn.functional.cross_entropy`` and ``mse_loss`` are).
+        mode: ``"auto"`` picks ``"mlp"`` for plain Linear stacks, ``"loop"`` for modules that update buffers
+            in place, and ``"vmap"`` otherwise.
+        memory_bytes: bound on the activation memory of one chunk of the population.
+
+    Shapes:
+        ``__call__(vectors (P, D), x (N, ...), y (N, ...)) -> (P,)``.
+    """
+
+    def __init__(
+        self, flat: FlatParams, loss_fn: LossFn, *, mode: Mode = "auto", memory_bytes: int = 256 * 2**20
+    ) -> None:
+        self.flat = flat
+        self.module = flat.module
+        self.loss_fn = loss_fn
+        if mode == "auto":
+            if is_plain_mlp(self.module):
+                mode = "mlp"
+            elif _updates_buffers(self.module):
+                mode = "loop"
+            else:
+                mode = "vmap"
+        elif mode == "mlp" and not is_plain_mlp(self.module):
+            raise ConfigError("mode='mlp' needs an nn.Sequential of Linear layers and activations")
+        self.mode: Mode = mode
+        self.memory_bytes = memory_bytes
+        self._probe: tuple[tuple[int, ...], int] | None = None
+
+    def __call__(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        if vectors.ndim != 2 or vectors.shape[1] != self.flat.num_dims:
+            raise ConfigError(f"expected vectors of shape (P, {self.flat.num_dims}), got {tuple(vectors.shape)}")
+        if self.mode == "loop":
+            return self._loop(vectors, x, y)
+        chunk = self.chunk_size(x)
+        compute = self._mlp if self.mode == "mlp" else self._vmap
+        with torch.no_grad():
+            return torch.cat([compute(v, x, y) for v in vectors.split(chunk)])
+
+    def chunk_size(self, x: Tensor) -> int:
+        """Population members per chunk for a batch like ``x``, from a one-off probe of activation sizes."""
+        if self._probe is None or self._probe[0] != tuple(x.shape):
+            self._probe = (tuple(x.shape), activation_elements(self.module, x))
+        per_member = (self._probe[1] + self.flat.num_dims) * x.element_size()
+        return max(1, self.memory_bytes // per_member)
+
+    def _loop(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        saved = self.flat.get()
+        losses = torch.empty(vectors.shape[0], dtype=vectors.dtype, device=vectors.device)
+        try:
+            with torch.no_grad():
+                for i, v in enumerate(vectors):
+                    self.flat.set_(v)
+                    losses[i] = self.loss_fn(self.module(x), y)
+        finally:
+            self.flat.set_(saved)
+        return losses
+
+    def _vmap(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        fixed = {n: t for n, t in self.module.named_parameters()}
+        fixed.update(dict(self.module.named_buffers()))
+
+        def one(v: Tensor) -> Tensor:
+            tensors = {**fixed, **self.flat.unflatten(v)}
+            out = torch.func.functional_call(self.module, tensors, (x,))
+            return self.loss_fn(out, y)
+
+        return torch.vmap(one)(vectors)
+
+    def _mlp(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        views = self.flat.unflatten(vectors)  # name -> (P, *shape)
+        names = dict(self.module.named_modules())
+        inverse = {id(m): n for n, m in names.items()}
+        p = vectors.shape[0]
+        h = x.reshape(x.shape[0], -1).unsqueeze(0).expand(p, -1, -1)  # (P, N, in)
+        for m in self.module:
+            if isinstance(m, nn.Flatten):
+                continue
+            if isinstance(m, nn.Linear):
+                prefix = inverse[id(m)]
+                w = views.get(f"{prefix}.weight", m.weight)
+                w = w if w.ndim == 3 else w.unsqueeze(0).expand(p, -1, -1)
+                b = views.get(f"{prefix}.bias", m.bias)
+                if b is None:
+                    h = torch.bmm(h, w.transpose(1, 2))
+                else:
+                    b = b if b.ndim == 2 else b.unsqueeze(0).expand(p, -1)
+                    h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            else:
+                h = m(h)
+        return torch.vmap(self.loss_fn, in_dims=(0, None))(h, y)
