@@ -1,0 +1,40 @@
+"""Tasks looked up by name: each builds its data splits and names a default model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gradfree.registry import Registry
+from gradfree.tasks.classification import ClassificationTask
+
+TaskBuilder = Callable[..., ClassificationTask]
+"""``builder(*, data_dir, seed, download, train_subset) -> task``."""
+
+TASKS: Registry[TaskBuilder] = Registry("task")
+
+
+def _digits(*, data_dir: str | Path | None = None, seed: int = 0, download: bool = True,
+            train_subset: int | None = None) -> ClassificationTask:
+    from gradfree.data.digits import load_digits
+
+    del data_dir, download, train_subset  # embedded in scikit-learn; the split is fixed
+    return ClassificationTask(load_digits(seed=0), default_model="mlp:64-32-10")
+
+
+def _mnist(*, data_dir: str | Path | None = None, seed: int = 0, download: bool = True,
+           train_subset: int | None = None) -> ClassificationTask:
+    from gradfree.data.mnist import load_mnist
+
+    data = load_mnist(data_dir=data_dir, download=download, train_subset=train_subset, seed=seed)
+    return ClassificationTask(data, default_model="mlp:784-32-10")
+
+
+TASKS.add("digits", _digits, summary="scikit-learn 8x8 digits, fixed 1078/359/360 split (embedded, offline)")
+TASKS.add("mnist", _mnist, summary="MNIST 28x28: 50k train (or a seeded subset) / 10k val / official 10k test")
+
+
+def build_task(name: str, **options: Any) -> ClassificationTask:
+    """Build the registered task ``name``."""
+    return TASKS.get(name)(**options)
