@@ -1,0 +1,8 @@
+"""The budgeted trainer: one harness for zeroth-order optimizers and backprop baselines."""
+
+from __future__ import annotations
+
+from gradfree.train.objective import BatchObjective, EvaluationCounter
+from gradfree.train.trainer import TrainConfig, Trainer, TrainResult
+
+__all__ = ["BatchObjective", "EvaluationCounter", "TrainConfig", "TrainResult", "Trainer"]
