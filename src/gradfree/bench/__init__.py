@@ -1,0 +1,1 @@
+"""Benchmarks, reports and performance measurements."""

@@ -1,0 +1,188 @@
+"""The ``gradfree`` command line: a thin shell that parses arguments and calls the library.
+
+A user mistake (bad argument, unknown name, missing data) prints one line and exits with status 2;
+only a bug shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gradfree.errors import GradfreeError
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as a Python literal (number, bool, tuple...) or else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. num_directions=20), got {text!r}")
+    try:
+        value: Any = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def _batch_size(text: str) -> int | None:
+    if text == "full":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size must be a positive integer or 'full', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"batch size must be positive, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train one model with one optimizer under a budget",
+                       description="Train a model on a task with a zeroth-order or gradient optimizer. "
+                                   "The budget counts forward passes (one parameter vector over one batch).")
+    p.add_argument("--task", default="digits", help="task name (see `gradfree list tasks`); default digits")
+    p.add_argument("--model", default=None, help="model spec, e.g. mlp:64-32-10 (default: the task's)")
+    p.add_argument("--optimizer", default="zo-adam", help="optimizer name (see `gradfree list optimizers`)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    p.add_argument("--opt", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                   help="optimizer option, repeatable, e.g. --opt num_directions=20 --opt smoothing=1e-3")
+    p.add_argument("--budget", type=_positive_int, default=None, help="evaluation budget (e.g. 200000)")
+    p.add_argument("--time", type=float, default=None, dest="time_limit", help="wall-time budget in seconds")
+    p.add_argument("--batch-size", type=_batch_size, default=128, help="rows per step or 'full' (default 128)")
+    p.add_argument("--eval-every", type=_positive_int, default=5000,
+                   help="evaluations between validations and checkpoints (default 5000)")
+    p.add_argument("--patience", type=_positive_int, default=None,
+                   help="stop after this many validations without improvement (default: never)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model, optimizer and batch order")
+    p.add_argument("--train-subset", type=_positive_int, default=None,
+                   help="seeded stratified subset of the training split (MNIST), e.g. 5000")
+    p.add_argument("--out", default=None, help="output folder (metrics.jsonl, checkpoint.pt, result.json)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--data-dir", default=None, help="folder holding dataset files (else GRADFREE_DATA, cache)")
+    p.add_argument("--no-download", action="store_true", help="never download missing dataset files")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from gradfree.run import RunSpec, train_run
+
+    if args.resume and args.out is None:
+        raise GradfreeError("--resume needs --out, the folder of the run to continue")
+    options = dict(args.opt)
+    if args.lr is not None:
+        options["lr"] = args.lr
+    spec = RunSpec(task=args.task, model=args.model, optimizer=args.optimizer, options=options,
+                   budget=args.budget, time_limit=args.time_limit, batch_size=args.batch_size,
+                   eval_every=args.eval_every, patience=args.patience, seed=args.seed,
+                   train_subset=args.train_subset, device=args.device)
+    result = train_run(spec, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
+                       download=not args.no_download, progress=False if args.no_progress else None)
+    final = result.final
+    print(f"{spec.optimizer} on {spec.task}: stopped by {result.stopped} after {result.evaluations} evaluations "
+          f"({result.backward} backward) in {result.wall_time:.1f} s")
+    print(f"train loss {final['train_loss']:.4f}  val acc {final['val_accuracy']:.4f}  "
+          f"test acc {final['test_accuracy']:.4f}  rejected {result.rejected}")
+    if args.out:
+        print(f"wrote {args.out}/result.json, metrics.jsonl, model.pt")
+    return 0
+
+
+def _add_list(sub: Any) -> None:
+    p = sub.add_parser("list", help="list registered methods, tasks, models, estimators, strategies")
+    p.add_argument("family", nargs="?", default="all",
+                   choices=["all", "optimizers", "tasks", "models", "estimators", "strategies"])
+
+
+def _list(args: argparse.Namespace) -> int:
+    from gradfree.estimators import ESTIMATORS
+    from gradfree.models import MODELS
+    from gradfree.optim import OPTIMIZERS
+    from gradfree.strategies import STRATEGIES
+    from gradfree.tasks import TASKS
+
+    families: dict[str, Any] = {"optimizers": OPTIMIZERS, "tasks": TASKS, "models": MODELS,
+                                "estimators": ESTIMATORS, "strategies": STRATEGIES}
+    for family, registry in families.items():
+        if args.family not in ("all", family):
+            continue
+        print(f"{family}:")
+        for entry in registry:
+            kind = entry.tags.get("kind")
+            label = f"{entry.name} [{kind}]" if kind else entry.name
+            print(f"  {label:<28} {entry.summary}")
+    return 0
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="compare Adam, ZO-Adam and ZO-SGD on the digits set; write a report",
+                       description="Train Adam (backprop), ZO-Adam and ZO-SGD on the embedded digits set at an "
+                                   "equal evaluation budget over seeds, and write report.md with plots.")
+    p.add_argument("--out", default="runs/demo", help="report folder (default runs/demo)")
+    p.add_argument("--budget", type=_positive_int, default=None, help="evaluations per run (default: demo's)")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per method (default: demo's)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gradfree.bench.demo import run_demo
+
+    report = run_demo(out_dir=args.out, budget=args.budget, seeds=args.seeds)
+    print(f"wrote {report}")
+    return 0
+
+
+def _add_perf(sub: Any) -> None:
+    p = sub.add_parser("perf", help="performance measurements: population (batched vs loop), memory (MeZO)",
+                       description="Run a performance measurement; arguments after the name go to it "
+                                   "(e.g. gradfree perf population --help).")
+    p.add_argument("what", choices=["population", "memory"])
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+def _perf(args: argparse.Namespace) -> int:
+    if args.what == "population":
+        from gradfree.bench.perf_population import main as perf_main
+    else:
+        from gradfree.bench.perf_memory import main as perf_main
+    return perf_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gradfree`` command."""
+    parser = argparse.ArgumentParser(prog="gradfree", description="Train PyTorch models without backprop.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_list, _add_demo, _add_perf):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": _train, "list": _list, "demo": _demo, "perf": _perf}
+    try:
+        return handlers[args.command](args)
+    except GradfreeError as exc:
+        print(f"gradfree: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gradfree: interrupted (a run with --out can continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
