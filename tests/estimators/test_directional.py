@@ -413,3 +413,20 @@ def test_bad_objective_shape_and_distribution_raise_config_error() -> None:
 def test_estimate_type() -> None:
     est = ESTIMATORS.get("rademacher")(lambda p: p.sum(-1), torch.zeros(3), generator=gen(0))
     assert isinstance(est, Estimate)
+
+
+def test_all_directions_rejected_keeps_the_finite_centre_loss() -> None:
+    # Every perturbed point is NaN but f(x) is fine: no step (used == 0), yet the loss at x is still reported,
+    # so a trainer can tell "no usable direction" from "the current point is broken".
+    f, x = problem("linear", 4)
+    rec = Recorder(f, nan_rows={1, 2, 3})
+    est = ESTIMATORS.get("gaussian")(rec, x, generator=gen(0), num_directions=3)
+    assert est.used == 0 and est.rejected == 3
+    assert torch.equal(est.grad, torch.zeros_like(x))
+    assert torch.allclose(est.loss, f(x.unsqueeze(0))[0])
+
+
+def test_used_counts_the_directions_in_the_estimate() -> None:
+    f, x = problem("linear", 4)
+    est = ESTIMATORS.get("gaussian")(Recorder(f, nan_rows={2}), x, generator=gen(0), num_directions=5)
+    assert est.used == 4 and est.rejected == 1

@@ -36,12 +36,15 @@ class Estimate:
             evaluation was finite.
         evaluations: objective evaluations spent (rows passed to the objective), rejected ones included.
         rejected: perturbed evaluations whose loss was NaN/inf; their directions were left out of ``grad``.
+        used: directions (or coordinates) that entered ``grad``; 0 means the estimate carries no
+            information (``grad`` is zero) and an optimizer should skip its update.
     """
 
     grad: Tensor
     loss: Tensor
     evaluations: int
     rejected: int = 0
+    used: int = 0
 
 
 class Estimator(Protocol):

@@ -178,11 +178,11 @@ def coordinate(
         else:
             loss = finite_sum / finite_count if finite_count else center
             failed = kept == 0
-        if failed:
-            return Estimate(torch.zeros_like(x), x.new_tensor(float("nan")), evaluations, rejected)
+        if failed:  # no usable coordinate: zero step, but keep f(x) when it is known
+            return Estimate(torch.zeros_like(x), loss, evaluations, rejected, used=0)
         if unbiased:
             grad *= d / kept
-        return Estimate(grad, loss, evaluations, rejected)
+        return Estimate(grad, loss, evaluations, rejected, used=kept)
 
 
 # The concrete keyword options do not fit the protocol's ``**hyper: object`` for mypy, hence the cast.

@@ -257,10 +257,10 @@ def _estimate(
     else:
         loss = finite_sum / finite_count if finite_count else center
         failed = kept == 0
-    if failed:
-        return Estimate(torch.zeros_like(x), x.new_tensor(float("nan")), evaluations, rejected)
+    if failed:  # no usable direction: zero step, but keep f(x) when it is known (the centre may be fine)
+        return Estimate(torch.zeros_like(x), loss, evaluations, rejected, used=0)
     scale = d if distribution == "sphere" else 1
-    return Estimate(grad * (scale / kept), loss, evaluations, rejected)
+    return Estimate(grad * (scale / kept), loss, evaluations, rejected, used=kept)
 
 
 def gaussian(

@@ -30,6 +30,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     Args:
         params: tensors or param groups, as for any ``torch.optim.Optimizer``.
         defaults: the update rule's hyper-parameters (per group).
+        update_rule: how the estimate is applied (:mod:`gradfree.optim.updates`).
         estimator: name in :data:`gradfree.estimators.ESTIMATORS` ("gaussian", "sphere", "rademacher",
             "coordinate").
         num_directions, smoothing, difference, antithetic, chunk_size: the estimator's common options
@@ -42,7 +43,6 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     with the same random directions.
     """
 
-    update_rule: ClassVar[UpdateRule]
     zeroth_order: ClassVar[bool] = True  # tells the trainer: no backward pass, give a BatchObjective closure
 
     def __init__(
@@ -50,6 +50,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         params: Iterable[Any],
         defaults: dict[str, Any],
         *,
+        update_rule: UpdateRule,
         estimator: str = "gaussian",
         num_directions: int = 20,
         smoothing: float = 1e-3,
@@ -60,6 +61,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         seed: int = 0,
     ) -> None:
         super().__init__(params, defaults)
+        self.update_rule = update_rule
         self.estimator_name = estimator
         self.estimator = ESTIMATORS.get(estimator)
         common = {"num_directions": num_directions, "smoothing": smoothing, "difference": difference,
@@ -117,9 +119,9 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         x = self._flat.get()
         est = self.estimator(self.objective(closure), x, generator=self._generator, **self.estimator_options)
         self.last_estimate = est
-        # A step whose estimate has no finite information is skipped rather than poisoning the state.
-        if bool(torch.isfinite(est.loss)) and bool(torch.isfinite(est.grad).all()):
-            rule = type(self).update_rule
+        # A step whose estimate has no usable direction is skipped rather than poisoning the state.
+        if est.used > 0 and bool(torch.isfinite(est.grad).all()):
+            rule = self.update_rule
             grads = est.grad
             offset = 0
             for group in self.param_groups:

@@ -64,7 +64,10 @@ class MeZO(torch.optim.Optimizer):
                 fn(p, z, group)
 
     def _perturb(self, seed: int, scale: float) -> None:
-        self._walk(seed, lambda p, z, g: p.add_(z, alpha=scale * g["smoothing"]))
+        def shift(p: Tensor, z: Tensor, group: dict[str, Any]) -> None:
+            p.add_(z, alpha=scale * group["smoothing"])
+
+        self._walk(seed, shift)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]

@@ -47,14 +47,16 @@ def _options(factory: OptimizerFactory) -> tuple[list[str], bool]:
 
     A class whose ``__init__`` forwards ``**kwargs`` to its base (``ZOSGD(..., **estimation)``) takes the
     base's options too, so they are collected up the class hierarchy until an ``__init__`` without ``**``.
+    A base's required parameters (``defaults``, ``update_rule``) are filled in by the subclass, not the user.
     """
     inits = ([vars(c)["__init__"] for c in factory.__mro__ if "__init__" in vars(c)]
              if isinstance(factory, type) else [factory])
     names: list[str] = []
-    for init in inits:
+    for depth, init in enumerate(inits):
         parameters = inspect.signature(init).parameters.values()
-        names += [p.name for p in parameters if p.name not in ("self", "params", "defaults", *names)
-                  and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        names += [p.name for p in parameters if p.name not in ("self", "params", *names)
+                  and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                  and (depth == 0 or p.default is not inspect.Parameter.empty)]
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
             return names, False
     return names, True

@@ -7,7 +7,6 @@ per-parameter ``state`` dict it owns, reading its hyper-parameters from the para
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -69,8 +68,3 @@ def sign(param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, An
         grad = buf
     param.add_(torch.sign(grad), alpha=-group["lr"])
 
-
-def check_finite(value: float, name: str) -> None:
-    """Raise for a NaN/inf hyper-parameter early, with its name."""
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")

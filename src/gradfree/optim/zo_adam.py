@@ -25,8 +25,6 @@ class ZOAdam(ZerothOrderOptimizer):
         **estimation: estimator settings of :class:`ZerothOrderOptimizer`.
     """
 
-    update_rule = staticmethod(updates.adam)
-
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False,
                  **estimation: Any) -> None:
@@ -34,4 +32,4 @@ class ZOAdam(ZerothOrderOptimizer):
             raise ValueError(f"need lr > 0 and betas in [0, 1), got lr={lr}, betas={betas}")
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
                     "decoupled": decoupled}
-        super().__init__(params, defaults, **estimation)
+        super().__init__(params, defaults, update_rule=updates.adam, **estimation)

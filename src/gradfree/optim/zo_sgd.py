@@ -26,12 +26,10 @@ class ZOSGD(ZerothOrderOptimizer):
             ``num_directions``, ``smoothing``, ``difference``, ``antithetic``, ``seed`` ...).
     """
 
-    update_rule = staticmethod(updates.sgd)
-
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, **estimation: Any) -> None:
         if lr <= 0 or not 0 <= momentum < 1:
             raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov,
                     "weight_decay": weight_decay}
-        super().__init__(params, defaults, **estimation)
+        super().__init__(params, defaults, update_rule=updates.sgd, **estimation)

@@ -27,10 +27,9 @@ class ZOSignSGD(ZerothOrderOptimizer):
         **estimation: estimator settings of :class:`ZerothOrderOptimizer`.
     """
 
-    update_rule = staticmethod(updates.sign)
-
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
                  weight_decay: float = 0.0, **estimation: Any) -> None:
         if lr <= 0 or not 0 <= momentum < 1:
             raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}, **estimation)
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        super().__init__(params, defaults, update_rule=updates.sign, **estimation)
