@@ -75,6 +75,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--no-download", action="store_true", help="never download missing dataset files")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's; 1 is fastest for small models on a busy machine)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -82,6 +84,10 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume and args.out is None:
         raise GradfreeError("--resume needs --out, the folder of the run to continue")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     options = dict(args.opt)
     if args.lr is not None:
         options["lr"] = args.lr

@@ -16,9 +16,9 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
-def median_spread(values: Sequence[float], fmt: str) -> str:
+def median_spread(values: Sequence[float | None], fmt: str) -> str:
     """``median [min, max]`` over seeds (just the value for one seed)."""
-    vals = [v for v in values if v is not None]
+    vals = [float(v) for v in values if v is not None]
     if not vals:
         return "—"
     med = fmt.format(statistics.median(vals))

@@ -37,7 +37,11 @@ def build_model(spec: str, *, seed: int, input_shape: tuple[int, ...] | None = N
         input_shape, num_classes: when given, a dry run checks the model maps one input to ``num_classes``.
     """
     name, *args = spec.split(":")
-    model = MODELS.get(name)(args)
+    builder = MODELS.get(name)
+    # Layers draw their default init from the global RNG; fork it so building a model leaves it as it was,
+    # then re-draw every weight from the run's own generator.
+    with torch.random.fork_rng(devices=[]):
+        model = builder(args)
     reset_parameters(model, generator=torch.Generator().manual_seed(seed))
     if input_shape is not None and num_classes is not None:
         try:

@@ -85,8 +85,10 @@ class PopulationLoss:
     def __init__(
         self, flat: FlatParams, loss_fn: LossFn, *, mode: Mode = "auto", memory_bytes: int = 256 * 2**20
     ) -> None:
+        if flat.module is None:
+            raise ConfigError("population evaluation needs a FlatParams built from the module")
         self.flat = flat
-        self.module = flat.module
+        self.module: nn.Module = flat.module
         self.loss_fn = loss_fn
         if mode == "auto":
             if is_plain_mlp(self.module):
@@ -131,8 +133,8 @@ class PopulationLoss:
         return losses
 
     def _vmap(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        fixed = {n: t for n, t in self.module.named_parameters()}
-        fixed.update(dict(self.module.named_buffers()))
+        fixed: dict[str, Tensor] = dict(self.module.named_parameters())
+        fixed.update(self.module.named_buffers())
 
         def one(v: Tensor) -> Tensor:
             tensors = {**fixed, **self.flat.unflatten(v)}
@@ -147,7 +149,7 @@ class PopulationLoss:
         inverse = {id(m): n for n, m in names.items()}
         p = vectors.shape[0]
         h = x.reshape(x.shape[0], -1).unsqueeze(0).expand(p, -1, -1)  # (P, N, in)
-        for m in self.module:
+        for m in self.module:  # type: ignore[attr-defined]  # a Sequential, checked by is_plain_mlp
             if isinstance(m, nn.Flatten):
                 continue
             if isinstance(m, nn.Linear):

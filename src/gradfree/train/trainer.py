@@ -143,10 +143,9 @@ class Trainer:
         try:
             while True:
                 self.elapsed = base_elapsed + time.perf_counter() - segment_start
-                if self.counter.evaluations >= self.next_validation:
-                    if self._validate():
-                        stopped = "early stopping"
-                        break
+                if self.counter.evaluations >= self.next_validation and self._validate():
+                    stopped = "early stopping"
+                    break
                 if self._budget_spent():
                     stopped = "budget" if self._evals_spent() else "time limit"
                     break
