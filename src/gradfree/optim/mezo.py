@@ -32,7 +32,8 @@ class MeZO(torch.optim.Optimizer):
     Args:
         params: tensors or param groups (every group's tensors are perturbed jointly).
         lr: learning rate.
-        smoothing: perturbation scale ``eps`` (the paper's 1e-3).
+        smoothing: perturbation scale ``eps`` (the paper's 1e-3); one value for all groups, since the
+            projected gradient divides one loss difference by it.
         weight_decay: L2 term added to the projected gradient, as in the paper.
         num_directions: SPSA estimates per step (each costs two evaluations).
         seed: seeds the private generator that draws the per-step seeds.
@@ -48,7 +49,8 @@ class MeZO(torch.optim.Optimizer):
         if lr <= 0 or smoothing <= 0 or num_directions < 1:
             raise ValueError(f"need lr > 0, smoothing > 0, num_directions >= 1; got {lr}, {smoothing}, "
                              f"{num_directions}")
-        super().__init__(params, {"lr": lr, "smoothing": smoothing, "weight_decay": weight_decay})
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+        self.smoothing = smoothing
         self.num_directions = num_directions
         first = self.param_groups[0]["params"][0]
         self._generator = torch.Generator(device=first.device).manual_seed(seed)
@@ -65,7 +67,7 @@ class MeZO(torch.optim.Optimizer):
 
     def _perturb(self, seed: int, scale: float) -> None:
         def shift(p: Tensor, z: Tensor, group: dict[str, Any]) -> None:
-            p.add_(z, alpha=scale * group["smoothing"])
+            p.add_(z, alpha=scale * self.smoothing)
 
         self._walk(seed, shift)
 
@@ -86,7 +88,7 @@ class MeZO(torch.optim.Optimizer):
                 self.rejected += 1
                 continue
             seen += [loss_plus, loss_minus]
-            eps = self.param_groups[0]["smoothing"]
+            eps = self.smoothing
             projected = (loss_plus - loss_minus) / (2 * eps) / self.num_directions
 
             def update(p: Tensor, z: Tensor, g: dict[str, Any], projected: float = projected) -> None:
@@ -103,7 +105,7 @@ class MeZO(torch.optim.Optimizer):
         """``torch.optim`` state plus the generator state."""
         sd = super().state_dict()
         sd["mezo"] = {"generator": self._generator.get_state(), "rejected": self.rejected,
-                      "num_directions": self.num_directions}
+                      "num_directions": self.num_directions, "smoothing": self.smoothing}
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -115,3 +117,4 @@ class MeZO(torch.optim.Optimizer):
             self._generator.set_state(extra["generator"])
             self.rejected = extra["rejected"]
             self.num_directions = extra["num_directions"]
+            self.smoothing = extra["smoothing"]

@@ -148,7 +148,9 @@ class PopulationLoss:
         names = dict(self.module.named_modules())
         inverse = {id(m): n for n, m in names.items()}
         p = vectors.shape[0]
-        h = x.reshape(x.shape[0], -1).unsqueeze(0).expand(p, -1, -1)  # (P, N, in)
+        # Flatten only where the module itself does, so the fast path never accepts what the module rejects.
+        flat_input = x.reshape(x.shape[0], -1) if isinstance(self.module[0], nn.Flatten) else x  # type: ignore[index]
+        h = flat_input.unsqueeze(0).expand(p, -1, -1)  # (P, N, in)
         for m in self.module:  # type: ignore[attr-defined]  # a Sequential, checked by is_plain_mlp
             if isinstance(m, nn.Flatten):
                 continue
