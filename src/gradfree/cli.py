@@ -116,11 +116,11 @@ def _add_list(sub: Any) -> None:
 def _list(args: argparse.Namespace) -> int:
     from gradfree.estimators import ESTIMATORS
     from gradfree.models import MODELS
-    from gradfree.optim import OPTIMIZERS
+    from gradfree.optim.registry import load_methods
     from gradfree.strategies import STRATEGIES
     from gradfree.tasks import TASKS
 
-    families: dict[str, Any] = {"optimizers": OPTIMIZERS, "tasks": TASKS, "models": MODELS,
+    families: dict[str, Any] = {"optimizers": load_methods(), "tasks": TASKS, "models": MODELS,
                                 "estimators": ESTIMATORS, "strategies": STRATEGIES}
     for family, registry in families.items():
         if args.family not in ("all", family):

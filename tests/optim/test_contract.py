@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradfree.optim import OPTIMIZERS, build_optimizer, needs_gradient
-from gradfree.optim.registry import GRADIENT, ZEROTH_ORDER
+from gradfree.optim import build_optimizer, needs_gradient
+from gradfree.optim.registry import GRADIENT, ZEROTH_ORDER, load_methods
 from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 
 
@@ -46,6 +46,7 @@ SETTINGS: dict[str, Setting] = {
     "mezo": Setting(150, 10, {"lr": 0.03, "num_directions": 2, "seed": 0}),
 }
 
+OPTIMIZERS = load_methods()  # every family that registers optimizers, not only gradfree.optim
 NAMES = OPTIMIZERS.names()
 ZO_NAMES = OPTIMIZERS.names(kind=ZEROTH_ORDER)
 

@@ -6,6 +6,7 @@ whether the trainer must run backprop ("gradient") or only forward passes ("zero
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -22,15 +23,25 @@ OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 GRADIENT = "gradient"
 ZEROTH_ORDER = "zeroth-order"
 
+# Packages whose modules register optimizers; imported on first lookup so `import gradfree` stays light.
+METHOD_PACKAGES = ("gradfree.optim", "gradfree.search", "gradfree.strategies.optimizer")
+
+
+def load_methods() -> Registry[OptimizerFactory]:
+    """Import every package that registers optimizers, and return the complete registry."""
+    for package in METHOD_PACKAGES:
+        importlib.import_module(package)
+    return OPTIMIZERS
+
 
 def needs_gradient(name: str) -> bool:
     """Whether the optimizer ``name`` consumes ``.grad`` (so the trainer must call ``backward``)."""
-    return OPTIMIZERS.entry(name).tags.get("kind") == GRADIENT
+    return load_methods().entry(name).tags.get("kind") == GRADIENT
 
 
 def build_optimizer(name: str, params: Any, **options: Any) -> torch.optim.Optimizer:
     """Build the registered optimizer ``name``; unknown options give a clear :class:`ConfigError`."""
-    factory = OPTIMIZERS.get(name)
+    factory = load_methods().get(name)
     accepted, takes_any = _options(factory)
     unknown = [k for k in options if k not in accepted and not takes_any]
     if unknown:

@@ -98,8 +98,8 @@ class Trainer:
     Args:
         task: data, loss and metrics.
         model: the module (already on the task's device).
-        optimizer: any ``torch.optim.Optimizer``; zeroth-order ones (``zeroth_order = True``) get a
-            :class:`BatchObjective` closure and no backward pass, the others a backprop closure.
+        optimizer: any ``torch.optim.Optimizer``; while its ``zeroth_order`` attribute is true (read every
+            step) it gets a :class:`BatchObjective` closure and no backward pass, otherwise a backprop step.
         config: budget, batching, validation and early stopping.
         out_dir: where ``metrics.jsonl``, ``checkpoint.pt`` and ``result.json`` go (``None``: nothing written).
         run_config: the resolved settings to store in checkpoints (a resumed run must match them).
@@ -111,7 +111,6 @@ class Trainer:
         self.task, self.model, self.optimizer, self.config = task, model, optimizer, config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run_config = run_config or {}
-        self.zeroth_order = bool(getattr(optimizer, "zeroth_order", False))
         self.counter = EvaluationCounter()
         self.order = BatchOrder(len(task.data.train), config.batch_size, seed=config.seed)
         self.populations = PopulationLosses(model, task.loss_fn)
@@ -157,7 +156,7 @@ class Trainer:
                     self.loss_count += 1
                 else:
                     bad_steps += 1
-                    if self.zeroth_order or bad_steps >= MAX_BAD_STEPS:
+                    if getattr(self.optimizer, "zeroth_order", False) or bad_steps >= MAX_BAD_STEPS:
                         stopped = (f"non-finite loss at evaluation {self.counter.evaluations}; "
                                    "lower the learning rate or the smoothing")
                         break
@@ -185,7 +184,8 @@ class Trainer:
     def _step(self) -> float:
         x, y = self._batch()
         self.model.train()
-        if self.zeroth_order:
+        # Read each step: a hybrid optimizer switches between zeroth-order and backprop phases.
+        if getattr(self.optimizer, "zeroth_order", False):
             closure = BatchObjective(self.model, self.task.loss_fn, x, y, populations=self.populations,
                                      counter=self.counter)
             return float(self.optimizer.step(closure))  # type: ignore[arg-type]

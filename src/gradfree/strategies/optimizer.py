@@ -1,0 +1,1 @@
+"""Population strategies as ``torch.optim``-style optimizers (registered in :data:`OPTIMIZERS`)."""
