@@ -81,5 +81,10 @@ class PopulationCoordinateEvaluator:
 
 
 def coordinate_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator:
-    """The fastest available :class:`CoordinateEvaluator` for ``flat``'s module on the batch ``(x, y)``."""
-    return PopulationCoordinateEvaluator(flat, loss_fn, x, y)
+    """The fastest available :class:`CoordinateEvaluator` for ``flat``'s module on the batch ``(x, y)``: an
+    incremental engine (:func:`gradfree.params.incremental.incremental_evaluator`) where one supports the
+    module, parameters and loss, else the reference :class:`PopulationCoordinateEvaluator`."""
+    from gradfree.params.incremental import incremental_evaluator
+
+    fast = incremental_evaluator(flat, loss_fn, x, y)
+    return fast if fast is not None else PopulationCoordinateEvaluator(flat, loss_fn, x, y)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.data.splits import DataSplits, Split
+from gradfree.params.row_loss import mean_row_loss
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ClassificationTask:
         return self.data.name
 
     @staticmethod
+    @mean_row_loss("cross_entropy")
     def loss_fn(output: Tensor, target: Tensor) -> Tensor:
         """Mean cross-entropy; ``torch.vmap``-compatible, so populations are scored in one call."""
         return F.cross_entropy(output, target)

@@ -1,0 +1,412 @@
+"""``gradfree perf incremental``: single-weight evaluations per second, incremental engines against the rest.
+
+On the MDP task — the 784-32-10 ReLU MLP (``mlp:784-32-10``) with cross-entropy on 5,000 stratified MNIST
+training images — every method scores the same list of single-weight changes (a random weight of any layer,
+candidate values ``w + d`` (K=1) or ``w + d, w - d`` (K=2, as RSO tries them) with ``d`` drawn at the scale of
+the weight's tensor):
+
+* ``forward``     — write the weight, run the module on the batch, take the loss (one evaluation per call);
+* ``reference``   — :class:`~gradfree.params.coordinates.PopulationCoordinateEvaluator` (K full vectors
+  in one batched call);
+* ``torch-incr``  — :class:`~gradfree.params.incremental_torch.SequentialCoordinateEvaluator` (the changed
+  unit carried through the network in torch);
+* ``numba-incr``  — :class:`~gradfree.params.incremental.MLPCoordinateEvaluator` (what
+  :func:`~gradfree.params.coordinates.coordinate_evaluator` picks for this model);
+* ``numba-accept`` — :meth:`MLPCoordinateEvaluator.set_value`, accepts per second (one accept per call).
+
+One evaluation is one candidate value. The methods take turns, a chunk of calls each per round, until each
+has ``min_time`` seconds; a rate is the median over chunks. Rates are given per wall-clock second and per
+second of CPU time of the measuring thread: on a shared machine the wall-clock rate falls with the load (the
+load average is printed), the CPU-time rate much less. Every engine's losses are compared with the module's
+own forward pass on a sample of the changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gradfree.errors import ConfigError, GradfreeError
+from gradfree.params.coordinates import PopulationCoordinateEvaluator
+from gradfree.params.flat import FlatParams
+
+MODEL = "mlp:784-32-10"
+TRAIN_IMAGES = 5000
+METHODS = ("forward", "reference", "torch-incr", "numba-incr", "numba-accept")
+
+
+@dataclass(frozen=True)
+class IncrementalRow:
+    """One timed method at one number of candidates per call.
+
+    Attributes:
+        method: one of :data:`METHODS`.
+        k: candidate values per call (1 for ``forward`` and ``numba-accept``).
+        calls: timed calls; evaluations: candidate values scored in them (accepts for ``numba-accept``).
+        seconds, cpu_seconds: their wall-clock and thread CPU time.
+        evals_per_s, cpu_evals_per_s: median over chunks of evaluations per wall / CPU second.
+        vs_forward: ``evals_per_s`` over ``forward``'s (wall clock).
+        max_abs_diff: largest ``|loss - forward loss|`` over the checked sample (NaN where not checked).
+    """
+
+    method: str
+    k: int
+    calls: int
+    evaluations: int
+    seconds: float
+    cpu_seconds: float
+    evals_per_s: float
+    cpu_evals_per_s: float
+    vs_forward: float
+    max_abs_diff: float
+
+
+def default_data_dir() -> Path:
+    """``$GRADFREE_DATA``, else ``<repository>/../shared/data``."""
+    env = os.environ.get("GRADFREE_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def synthetic_batch(n: int, *, seed: int) -> tuple[Tensor, Tensor]:
+    """``n`` random MNIST-shaped rows ``(n, 784)`` with about 80% zeros (the rest uniform in (0, 1]) and
+    random labels 0..9, drawn from a private generator."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 784, generator=g)
+    x[torch.rand(n, 784, generator=g) < 0.8] = 0.0
+    return x, torch.randint(0, 10, (n,), generator=g)
+
+
+def mnist_batch(data_dir: Path, *, raw: bool) -> tuple[Tensor, Tensor]:
+    """The 5,000 stratified MNIST training images of the MDP task (``load_mnist(train_subset=5000,
+    seed=0)``), standardised as the task trains on them, or with ``raw`` as pixels in [0, 1] (81% zeros).
+
+    Raises:
+        DataError: MNIST is not in ``data_dir`` (nothing is downloaded).
+    """
+    from gradfree.data.mnist import MNIST_MEAN, MNIST_STD, load_mnist
+
+    split = load_mnist(data_dir=data_dir, download=False, train_subset=TRAIN_IMAGES, seed=0).train
+    x = split.x * MNIST_STD + MNIST_MEAN if raw else split.x
+    return x.contiguous(), split.y
+
+
+def _changes(flat: FlatParams, count: int, k: int, *, seed: int) -> list[tuple[int, Tensor]]:
+    """``count`` random (flat index, ``k`` candidate values): a uniformly drawn weight of any layer, values
+    ``w + d`` (and ``w - d``) with ``d ~ N(0, std of the weight's tensor)``."""
+    g = torch.Generator().manual_seed(seed)
+    vector = flat.get()
+    stds = torch.cat([torch.full((s.numel,), float(t.detach().std()) if t.numel() > 1 else 0.1)
+                      for s, t in zip(flat.slots, flat.tensors, strict=True)])
+    out = []
+    for index in torch.randint(flat.num_dims, (count,), generator=g).tolist():
+        d = float(torch.randn(1, generator=g)) * float(stds[index])
+        w = float(vector[index])
+        values = [w + d, w - d][:k]
+        out.append((index, torch.tensor(values, dtype=flat.dtype)))
+    return out
+
+
+def _time_rounds(fns: dict[str, tuple[Callable[[int], int], int]], *, min_time: float,
+                 min_chunks: int) -> dict[str, list[tuple[int, float, float]]]:
+    """Per function, ``(evaluations, wall seconds, cpu seconds)`` of each chunk. ``fns[name] = (run, calls)``
+    where ``run(calls)`` makes ``calls`` calls and returns the evaluations done. One untimed warm-up chunk
+    each, then the functions take turns, one chunk each per round."""
+    for run, calls in fns.values():
+        run(max(1, calls // 4))
+    chunks: dict[str, list[tuple[int, float, float]]] = {name: [] for name in fns}
+    while any(sum(c[1] for c in chunks[n]) < min_time or len(chunks[n]) < min_chunks for n in fns):
+        for name, (run, calls) in fns.items():
+            wall, cpu = time.perf_counter(), time.thread_time()
+            evaluations = run(calls)
+            chunks[name].append((evaluations, time.perf_counter() - wall, time.thread_time() - cpu))
+    return chunks
+
+
+def _cycle(items: Sequence[tuple[int, Tensor]]) -> Callable[[], tuple[int, Tensor]]:
+    position = 0
+
+    def next_item() -> tuple[int, Tensor]:
+        nonlocal position
+        item = items[position % len(items)]
+        position += 1
+        return item
+
+    return next_item
+
+
+def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = (1, 2), min_time: float = 1.0,
+                    min_chunks: int = 3, changes: int = 2000, check: int = 40,
+                    methods: Sequence[str] = METHODS) -> list[IncrementalRow]:
+    """Time every method of :data:`METHODS` on the 784-32-10 MLP (weights from ``seed``) and the batch.
+
+    Args:
+        x, y: the batch, ``(N, 784)`` (or images) and labels.
+        seed: seeds the model and the changes.
+        ks: candidate values per call to time.
+        min_time: seconds of timed chunks per method and ``k`` (at least).
+        min_chunks: timed chunks per method and ``k`` (at least).
+        changes: distinct (weight, values) changes cycled through.
+        check: changes whose losses are compared with the module's forward pass.
+        methods: the subset of :data:`METHODS` to run (``forward`` is always run: the others are compared
+            with it).
+
+    Returns:
+        one :class:`IncrementalRow` per method and ``k`` (one for ``forward`` and ``numba-accept``).
+    """
+    from gradfree.models import build_model
+    from gradfree.params.incremental import MLPCoordinateEvaluator, clear_cache
+    from gradfree.params.incremental_torch import SequentialCoordinateEvaluator
+
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not ks or min(ks) < 1 or min_time < 0 or min_chunks < 1 or changes < 1 or check < 0:
+        raise ConfigError(f"bad benchmark settings: methods {list(methods)} (known: {', '.join(METHODS)}), "
+                          f"ks {list(ks)}, min_time {min_time}, min_chunks {min_chunks}, changes {changes}")
+    model = build_model(MODEL, seed=seed)
+    flat = FlatParams(model)
+    loss_fn = F.cross_entropy
+    clear_cache()
+    engines: dict[str, Callable[[], object]] = {
+        "reference": lambda: PopulationCoordinateEvaluator(flat, loss_fn, x, y),
+        "torch-incr": lambda: SequentialCoordinateEvaluator(flat, loss_fn, x, y),
+        "numba-incr": lambda: MLPCoordinateEvaluator(flat, loss_fn, x, y),
+    }
+    built = {name: make() for name, make in engines.items() if name in methods}
+    rows: list[IncrementalRow] = []
+    fns: dict[str, tuple[Callable[[int], int], int]] = {}
+    tags: dict[str, tuple[str, int]] = {}
+    samples: dict[int, list[tuple[int, Tensor]]] = {k: _changes(flat, changes, k, seed=seed + k) for k in ks}
+
+    fns["forward"], tags["forward"] = (_forward_runner(model, flat, loss_fn, x, y, samples[ks[0]]), 4), ("forward", 1)
+    chunk_calls = {"reference": 4, "torch-incr": 20, "numba-incr": 200}
+    for name, ev in built.items():
+        for k in ks:
+            key = f"{name} K={k}"
+            fns[key], tags[key] = (_try_runner(ev, samples[k]), chunk_calls[name]), (name, k)
+    timed = _time_rounds(fns, min_time=min_time, min_chunks=min_chunks)
+    diffs = _max_abs_diffs(model, flat, loss_fn, x, y, built, samples, check)
+    forward_rate = statistics.median(e / w for e, w, _ in timed["forward"])
+    for key, chunks in timed.items():
+        name, k = tags[key]
+        rate = statistics.median(e / w for e, w, _ in chunks)
+        evaluations = sum(c[0] for c in chunks)
+        rows.append(IncrementalRow(
+            method=name, k=k, calls=evaluations // k, evaluations=evaluations, seconds=sum(c[1] for c in chunks),
+            cpu_seconds=sum(c[2] for c in chunks), evals_per_s=rate,
+            cpu_evals_per_s=statistics.median(e / max(c, 1e-9) for e, _, c in chunks),
+            vs_forward=rate / forward_rate, max_abs_diff=diffs.get((name, k), math.nan),
+        ))
+    if "numba-accept" in methods:
+        rows.append(_time_accepts(flat, loss_fn, x, y, samples[ks[0]], min_time=min_time,
+                                  forward_rate=forward_rate))
+    return rows
+
+
+def _forward_runner(model: nn.Module, flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                    y: Tensor, items: Sequence[tuple[int, Tensor]]) -> Callable[[int], int]:
+    """``run(calls)``: write the next change's first value, forward pass and loss, restore; per call."""
+    nxt = _cycle(items)
+
+    @torch.no_grad()
+    def run(calls: int) -> int:
+        for _ in range(calls):
+            index, values = nxt()
+            view, i = _element(flat, index)
+            saved = view[i].clone()
+            view[i] = values[0]
+            loss_fn(model(x), y)
+            view[i] = saved
+        return calls
+
+    return run
+
+
+def _try_runner(evaluator: object, items: Sequence[tuple[int, Tensor]]) -> Callable[[int], int]:
+    """``run(calls)``: ``try_values`` of the next changes; returns the candidate values scored."""
+    nxt = _cycle(items)
+
+    def run(calls: int) -> int:
+        done = 0
+        for _ in range(calls):
+            index, values = nxt()
+            evaluator.try_values(index, values)  # type: ignore[attr-defined]
+            done += int(values.shape[0])
+        return done
+
+    return run
+
+
+def _element(flat: FlatParams, index: int) -> tuple[Tensor, int]:
+    for slot, tensor in zip(flat.slots, flat.tensors, strict=True):
+        if slot.offset <= index < slot.stop:
+            return tensor.view(-1), index - slot.offset
+    raise IndexError(index)
+
+
+def _max_abs_diffs(model: nn.Module, flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                   y: Tensor, built: dict[str, object], samples: dict[int, list[tuple[int, Tensor]]],
+                   check: int) -> dict[tuple[str, int], float]:
+    """Largest ``|engine loss - forward loss|`` per engine and ``k`` over the first ``check`` changes."""
+    out: dict[tuple[str, int], float] = {}
+    with torch.no_grad():
+        for k, items in samples.items():
+            wanted = []
+            for index, values in items[:check]:
+                view, i = _element(flat, index)
+                saved = view[i].clone()
+                row = []
+                for v in values:
+                    view[i] = v
+                    row.append(float(loss_fn(model(x), y)))
+                view[i] = saved
+                wanted.append(row)
+            for name, ev in built.items():
+                worst = 0.0
+                for (index, values), want in zip(items[:check], wanted, strict=True):
+                    got = ev.try_values(index, values).tolist()  # type: ignore[attr-defined]
+                    worst = max(worst, *(abs(a - b) for a, b in zip(got, want, strict=True)))
+                out[(name, k)] = worst
+    return out
+
+
+def _time_accepts(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+                  items: list[tuple[int, Tensor]], *, min_time: float, forward_rate: float) -> IncrementalRow:
+    """Accepts per second of the numba engine: each accept moves its weight by the change's step, ``+d`` on
+    even passes over ``items`` and ``-d`` on odd ones (every accept is a real change, and the weights stay
+    near their start); checked against a forward pass at the end."""
+    from gradfree.params.incremental import MLPCoordinateEvaluator
+
+    ev = MLPCoordinateEvaluator(flat, loss_fn, x, y)
+    saved = flat.get()
+    steps = [(index, float(values[0]) - float(saved[index])) for index, values in items]
+    walls: list[float] = []
+    cpus: list[float] = []
+    done = 0
+    try:
+        while sum(walls) < min_time or len(walls) < 3:
+            batch = []
+            for j in range(done, done + 50):
+                index, d = steps[j % len(steps)]
+                view, i = _element(flat, index)
+                batch.append((index, float(view[i].detach()) + (d if (j // len(steps)) % 2 == 0 else -d)))
+            wall, cpu = time.perf_counter(), time.thread_time()
+            for index, value in batch:
+                ev.set_value(index, value, None)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.thread_time() - cpu)
+            done += len(batch)
+        with torch.no_grad():
+            diff = abs(ev.loss() - float(loss_fn(flat.module(x), y)))  # type: ignore[misc]
+    finally:
+        flat.set_(saved)
+    rate = statistics.median(50 / w for w in walls)
+    return IncrementalRow(method="numba-accept", k=1, calls=done, evaluations=done, seconds=sum(walls),
+                          cpu_seconds=sum(cpus), evals_per_s=rate,
+                          cpu_evals_per_s=statistics.median(50 / max(c, 1e-9) for c in cpus),
+                          vs_forward=rate / forward_rate, max_abs_diff=diff)
+
+
+def environment() -> str:
+    """Versions, threads and the machine's load, the context the numbers were taken in."""
+    import numba
+
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"torch {torch.__version__} ({torch.get_num_threads()} threads), numba {numba.__version__} "
+            f"(kernels single-threaded), python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+            f"load average {load}")
+
+
+def format_table(rows: Sequence[IncrementalRow]) -> str:
+    """A fixed-width table, one line per method and ``k``."""
+    header = (f"{'method':<13} {'K':>2} | {'ev/s wall':>10} {'ev/s cpu':>10} | {'x forward':>9} | "
+              f"{'evals':>7} {'seconds':>7} | {'max|d| vs forward':>17}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        diff = "" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.1e}"
+        lines.append(f"{r.method:<13} {r.k:>2} | {r.evals_per_s:>10.0f} {r.cpu_evals_per_s:>10.0f} | "
+                     f"{r.vs_forward:>8.1f}x | {r.evaluations:>7} {r.seconds:>7.2f} | {diff:>17}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``gradfree perf incremental``."""
+    parser = argparse.ArgumentParser(
+        prog="gradfree perf incremental",
+        description=f"Single-weight evaluations/s on the MDP task ({MODEL}, cross-entropy, {TRAIN_IMAGES} "
+                    "MNIST images): full forward, reference, torch and numba incremental engines.")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding mnist/ (default: $GRADFREE_DATA, else <repo>/../shared/data)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="random MNIST-shaped inputs with ~80%% zeros instead of MNIST")
+    parser.add_argument("--raw-pixels", action="store_true",
+                        help="MNIST pixels in [0, 1] (81%% zeros) instead of standardised as the task uses")
+    parser.add_argument("--ks", default="1,2", help="candidate values per call, e.g. 1,2 (default)")
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per method and K (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads (default 1: the engines run on one thread, and on a shared "
+                             "machine a second torch thread can slow the forward pass down)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model and the changes (default 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark from the command line and print the table; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        ks = [int(k) for k in args.ks.replace(",", " ").split()]
+    except ValueError:
+        print(f"error: --ks takes integers separated by commas, got {args.ks!r}", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    if args.synthetic:
+        x, y = synthetic_batch(TRAIN_IMAGES, seed=args.seed)
+        what = f"synthetic inputs ({TRAIN_IMAGES} rows, ~80% zeros)"
+    else:
+        data_dir = args.data_dir or default_data_dir()
+        try:
+            x, y = mnist_batch(data_dir, raw=args.raw_pixels)
+        except GradfreeError as err:
+            print(f"error: MNIST not found ({err}). Pass --data-dir DIR (a folder with mnist/ or the four .gz "
+                  "files), set GRADFREE_DATA, or run with --synthetic.", file=sys.stderr)
+            return 2
+        zeros = float((x == x.min()).double().mean())
+        what = (f"MNIST, {x.shape[0]} stratified training images, "
+                + ("raw pixels in [0, 1]" if args.raw_pixels else "standardised as the task uses them")
+                + f" ({100 * zeros:.0f}% of entries at the blank value {float(x.min()):.3f})")
+    try:
+        rows = run_incremental(x=x, y=y, seed=args.seed, ks=ks, min_time=args.min_time)
+    except GradfreeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"Single-weight evaluations on {MODEL} (ReLU, 25,450 weights), cross-entropy, {what}.")
+    print("Changes: a uniformly random weight of any layer, values w+d (K=1) or w+d, w-d (K=2), d ~ N(0, std of "
+          "its tensor).")
+    print(format_table(rows))
+    by = {(r.method, r.k): r for r in rows}
+    for k in ks:
+        if ("numba-incr", k) in by and ("reference", k) in by:
+            n, ref = by[("numba-incr", k)], by[("reference", k)]
+            print(f"K={k}: numba-incr / reference = {n.evals_per_s / ref.evals_per_s:.1f}x (wall), "
+                  f"{n.cpu_evals_per_s / ref.cpu_evals_per_s:.1f}x (cpu); numba-incr / forward = "
+                  f"{n.vs_forward:.1f}x")
+    print(environment())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,509 @@
+"""Numba kernels: the cross-entropy fast paths of the incremental MLP engine.
+
+For a weight of the last hidden layer (``W_l[j, i]`` with ``l = L - 2``) a changed unit ``j`` changes the
+logits of row ``r`` by ``da_r * w`` with ``w = W_{L-1}[:, j]``, and its cross-entropy by
+``log(s_r) - da_r * w[y_r]`` where ``s_r = sum_c p_rc exp(da_r * w_c)`` and ``p`` is the cached softmax
+(``lse`` moves by ``log s_r``). For a weight of the output layer only logit ``j`` moves, by ``dz_r``, and
+``s_r = 1 + p_rj (exp(dz_r) - 1)``. What makes these fast (see :mod:`gradfree.params.incremental_kernels`
+for the caches):
+
+* **Background rows.** Rows where feature ``i`` of the network input has its common value ``beta_i`` all
+  move by the same ``cb = delta * beta_i``; where the unit is on the linear piece of its activation before
+  and after (ReLU active), they share ``exp(cb * w)``: their ``s`` is one SIMD pass over the softmax.
+* **Other changed rows** (the input's non-background entries, rows crossing a ReLU kink) are gathered and
+  their exponentials computed by Taylor polynomials in loops the compiler vectorises (``math.exp`` is a
+  scalar library call), of the lowest degree exact to double precision for the arguments at hand.
+* **Small steps read a float32 copy of the softmax.** With ``|da * w_c| <= 0.1``, ``s = 1 + sum_c p_c
+  (exp(da w_c) - 1)`` lies in ``[0.9, 1.11]`` and float32 ``p`` changes it by at most ``6e-8 * 0.11``, so a
+  row's loss is exact to about 1e-8 of its change, while the pass reads half the memory. Larger steps use
+  the float64 softmax; steps with an exponent beyond ``BIG`` recompute the row from its logits.
+* The logs of many rows are taken as one log of the product of their ``s``.
+
+:func:`try_values` is the entry point of every try (it dispatches to :func:`try_output`, :func:`try_rank1` or
+the general :func:`~gradfree.params.incremental_kernels.try_rows`); :func:`apply_rank1` accepts a
+last-hidden-layer value.
+
+Shapes: ``deltas, out (K,)``; ``work = (scratch (C + 1 + 2K, N) float64, mark (N,) uint8 zeros,
+rows_g (K, N) int32)``; ``net``, ``outs``, ``inp`` as in :mod:`gradfree.params.incremental_kernels`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from gradfree.params.incremental_kernels import (
+    BIG,
+    act,
+    input_column,
+    log_product,
+    row_loss,
+    row_stats,
+    try_rows,
+    unit_slope,
+)
+
+SMALL = 0.1
+"""Largest ``|exponent|`` for which the float32 softmax copy and the expm1 polynomials are used."""
+
+
+@njit(cache=True, inline="always")
+def _expm1_6(t: float) -> float:
+    """``exp(t) - 1`` for ``|t| <= 0.02``, absolute error under 3e-16 (Taylor to degree 7, Horner)."""
+    s = t * (1.0 / 5040.0) + (1.0 / 720.0)
+    s = s * t + (1.0 / 120.0)
+    s = s * t + (1.0 / 24.0)
+    s = s * t + (1.0 / 6.0)
+    s = s * t + 0.5
+    s = s * t + 1.0
+    return s * t
+
+
+@njit(cache=True, inline="always")
+def _expm1_9(t: float) -> float:
+    """``exp(t) - 1`` for ``|t| <= 0.1``, absolute error under 3e-16 (Taylor to degree 10)."""
+    s = t * (1.0 / 3628800.0) + (1.0 / 362880.0)
+    s = s * t + (1.0 / 40320.0)
+    s = s * t + (1.0 / 5040.0)
+    s = s * t + (1.0 / 720.0)
+    s = s * t + (1.0 / 120.0)
+    s = s * t + (1.0 / 24.0)
+    s = s * t + (1.0 / 6.0)
+    s = s * t + 0.5
+    s = s * t + 1.0
+    return s * t
+
+
+@njit(cache=True)
+def _add_weighted_expm1(s: np.ndarray, g: np.ndarray, x: np.ndarray, scale: float, tmax: float,
+                        count: int) -> None:
+    """``s[:count] += g[:count] * expm1(scale * x[:count])`` given ``|scale * x| <= tmax <= SMALL``."""
+    if tmax <= 0.02:
+        for idx in range(count):
+            s[idx] += g[idx] * _expm1_6(x[idx] * scale)
+    else:
+        for idx in range(count):
+            s[idx] += g[idx] * _expm1_9(x[idx] * scale)
+
+
+@njit(cache=True, inline="always")
+def _exp14(t: float) -> float:
+    """``exp(t)`` for ``|t| <= 0.5``, relative error about 1e-16 (Taylor to degree 14, Horner)."""
+    s = t * (1.0 / 87178291200.0) + (1.0 / 6227020800.0)
+    s = s * t + (1.0 / 479001600.0)
+    s = s * t + (1.0 / 39916800.0)
+    s = s * t + (1.0 / 3628800.0)
+    s = s * t + (1.0 / 362880.0)
+    s = s * t + (1.0 / 40320.0)
+    s = s * t + (1.0 / 5040.0)
+    s = s * t + (1.0 / 720.0)
+    s = s * t + (1.0 / 120.0)
+    s = s * t + (1.0 / 24.0)
+    s = s * t + (1.0 / 6.0)
+    s = s * t + 0.5
+    s = s * t + 1.0
+    return s * t + 1.0
+
+
+@njit(cache=True, inline="always")
+def _log_near1(s: float) -> float:
+    """``log(s)`` for ``|s - 1| <= 0.12``, relative error about 1e-16: ``2 atanh(u)`` with
+    ``u = (s - 1) / (s + 1)``, ``|u| <= 0.057``, to ``u^15``."""
+    u = (s - 1.0) / (s + 1.0)
+    u2 = u * u
+    a = u2 * (1.0 / 15.0) + (1.0 / 13.0)
+    a = a * u2 + (1.0 / 11.0)
+    a = a * u2 + (1.0 / 9.0)
+    a = a * u2 + (1.0 / 7.0)
+    a = a * u2 + (1.0 / 5.0)
+    a = a * u2 + (1.0 / 3.0)
+    a = a * u2 + 1.0
+    return 2.0 * u * a
+
+
+@njit(cache=True)
+def _rank1_exact(o: np.ndarray, r: int, da: float, w: np.ndarray, y: np.ndarray, t: np.ndarray,
+                 lrow: np.ndarray, orow: np.ndarray) -> float:
+    """Loss change of row ``r`` when its logits move by ``da * w``, from the logits (any step size)."""
+    for q in range(o.shape[0]):
+        orow[q] = o[q, r] + da * w[q]
+    return row_loss(orow, r, y, t, 0) - lrow[r]
+
+
+@njit(cache=True)
+def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: tuple, outs: tuple,
+              inp: tuple, work: tuple) -> None:
+    """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
+    last hidden layer changes by ``deltas[k]``; the caches are only read. The passes over rows serve all
+    candidates at once (RSO tries two)."""
+    widths, wts, w_off, b_off, zt, at, h_off, acts, actp = net
+    o, p, pt32, lse, lrow, y, t, loss_kind = outs
+    colptr, rows, vals, beta = inp
+    scratch, mark, rows_g = work
+    c, n = o.shape[0], o.shape[1]
+    kk = deltas.shape[0]
+    code, p0, p1 = acts[layer], actp[layer, 0], actp[layer, 1]
+    nin = widths[layer + 1]
+    w = np.empty(c)
+    wmax = 0.0
+    for q in range(c):
+        w[q] = wts[w_off[layer + 1] + q * nin + j]
+        wmax = max(wmax, abs(w[q]))
+    base = h_off[layer] + j * n
+    ztj = zt[base : base + n]
+    g, e = scratch[:c], scratch[c]
+    s_k, da_k = scratch[c + 1 : c + 1 + kk], scratch[c + 1 + kk : c + 1 + 2 * kk]
+    m = np.zeros(kk, dtype=np.int64)  # rows with their own change per candidate, in rows_g[k] / da_k[k]
+    total = np.zeros(kk)
+    orow = np.empty(c)
+    # Where the input comes from: the network input (its listed rows + background rows), a bias (every
+    # row is background, input 1), or a hidden layer (every row with a non-zero activation).
+    if i < 0:
+        bg, start, stop, dense = 1.0, 0, 0, False
+    elif layer == 0:
+        bg, start, stop, dense = beta[i], colptr[i], colptr[i + 1], False
+    else:
+        bg, start, stop, dense = 0.0, 0, 0, True
+    # 1. rows with their own input: a hidden input's non-zero rows, or the network input's listed rows
+    count = n if dense else stop - start
+    prev = h_off[layer - 1] + i * n if dense else 0
+    for idx in range(count):
+        if dense:
+            r = idx
+            xin = at[prev + r]
+            if xin == 0.0:
+                continue
+        else:
+            r = rows[start + idx]
+            xin = vals[start + idx]
+            mark[r] = 1
+        zo = ztj[r]
+        ao = act(code, p0, p1, zo)
+        for k in range(kk):
+            da = act(code, p0, p1, zo + deltas[k] * xin) - ao
+            if da != 0.0:
+                rows_g[k, m[k]] = r
+                da_k[k, m[k]] = da
+                m[k] += 1
+    # 2. background rows all move by cb = delta * beta; on the linear piece they share expm1(cb * w):
+    #    s = 1 + sum_c p_c expm1(cb w_c) is one SIMD pass over the float32 softmax for all rows
+    if bg != 0.0 and not dense:
+        cb = np.empty(kk)
+        fast = np.zeros(kk, dtype=np.bool_)
+        u = np.empty((kk, c))
+        for k in range(kk):
+            cb[k] = deltas[k] * bg
+            fast[k] = cb[k] != 0.0 and abs(cb[k]) * wmax <= SMALL
+            for q in range(c):
+                u[k, q] = math.expm1(cb[k] * w[q])
+        for k in range(kk):
+            if fast[k]:
+                sk = s_k[k]
+                for r in range(n):
+                    sk[r] = 0.0
+        for q in range(c):
+            pq = pt32[q]
+            if kk == 2 and fast[0] and fast[1]:  # the RSO case: both candidates in one read of the softmax
+                s0, s1, u0, u1 = s_k[0], s_k[1], u[0, q], u[1, q]
+                for r in range(n):
+                    v = pq[r]
+                    s0[r] += v * u0
+                    s1[r] += v * u1
+            else:
+                for k in range(kk):
+                    if fast[k]:
+                        sk, uk = s_k[k], u[k, q]
+                        for r in range(n):
+                            sk[r] += pq[r] * uk
+        prod = np.ones(kk)
+        ysum = np.zeros(kk)
+        cnt = np.zeros(kk, dtype=np.int64)
+        for r in range(n):
+            if mark[r] != 0:
+                continue
+            zo = ztj[r]
+            for k in range(kk):
+                if cb[k] == 0.0:
+                    continue
+                zn = zo + cb[k]
+                slope = unit_slope(code, p0, p1, zo, zn)
+                if slope == 0.0:
+                    continue
+                if slope == 1.0 and fast[k]:
+                    prod[k] *= 1.0 + s_k[k, r]
+                    ysum[k] += w[y[r]]
+                    cnt[k] += 1
+                    if cnt[k] == 16:
+                        total[k] += math.log(prod[k])
+                        prod[k], cnt[k] = 1.0, 0
+                else:  # crossing the kink, or a large step: the row joins those with their own change
+                    da = cb[k] if slope == 1.0 else act(code, p0, p1, zn) - act(code, p0, p1, zo)
+                    if da != 0.0:
+                        rows_g[k, m[k]] = r
+                        da_k[k, m[k]] = da
+                        m[k] += 1
+        for k in range(kk):
+            total[k] += math.log(prod[k]) - cb[k] * ysum[k]
+    for idx in range(start, stop):
+        mark[rows[idx]] = 0
+    # 3. rows with their own change: gather the softmax, vectorised exponentials, one log per chunk
+    for k in range(kk):
+        mk, rk, dk, sk = m[k], rows_g[k], da_k[k], s_k[k]
+        dmax = 0.0
+        ysum_k = 0.0
+        for idx in range(mk):
+            dmax = max(dmax, abs(dk[idx]))
+            ysum_k += dk[idx] * w[y[rk[idx]]]
+        for idx in range(mk):
+            sk[idx] = 0.0
+        if dmax * wmax <= SMALL:
+            for q in range(c):
+                pq, gq = pt32[q], g[q]
+                for idx in range(mk):
+                    gq[idx] = pq[rk[idx]]
+            for q in range(c):
+                _add_weighted_expm1(sk, g[q], dk, w[q], dmax * abs(w[q]), mk)
+            for idx in range(mk):
+                sk[idx] += 1.0
+            out[k] = total[k] + log_product(sk, mk) - ysum_k
+        elif dmax * wmax <= BIG:
+            for q in range(c):
+                pq, gq = p[q], g[q]
+                for idx in range(mk):
+                    gq[idx] = pq[rk[idx]]
+            for q in range(c):
+                wq = w[q]
+                for idx in range(mk):
+                    e[idx] = math.exp(dk[idx] * wq)
+                gq = g[q]
+                for idx in range(mk):
+                    sk[idx] += gq[idx] * e[idx]
+            out[k] = total[k] + log_product(sk, mk) - ysum_k
+        else:
+            for idx in range(mk):
+                total[k] += _rank1_exact(o, rk[idx], dk[idx], w, y, t, lrow, orow)
+            out[k] = total[k]
+
+
+@njit(cache=True)
+def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tuple, inp: tuple,
+                work: tuple) -> None:
+    """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden layer to ``value`` and update the
+    caches: the unit's pre-activations and activations, and for every changed row its logits (``+ da w``),
+    softmax (``p_c <- p_c exp(da w_c) / s``, float64 and the float32 copy), log-sum-exp (``+ log s``) and loss.
+
+    Background rows on the linear piece share ``exp(cb w)``: they are updated in SIMD loops over all rows
+    (a mask keeps the others unchanged, multiplying by exactly 1); the rows with their own change get their
+    exponentials from vectorised polynomials. Everything stays float64 (no float32 shortcut here: the caches
+    are the state every later evaluation starts from).
+    """
+    widths, wts, w_off, b_off, zt, at, h_off, acts, actp = net
+    o, p, pt32, lse, lrow, y, t, loss_kind = outs
+    colptr, rows, vals, beta = inp
+    scratch, mark, rows_g = work
+    c, n = o.shape[0], o.shape[1]
+    code, p0, p1 = acts[layer], actp[layer, 0], actp[layer, 1]
+    widx = b_off[layer] + j if i < 0 else w_off[layer] + j * widths[layer] + i
+    delta = value - wts[widx]
+    nin = widths[layer + 1]
+    w = np.empty(c)
+    wmax = 0.0
+    for q in range(c):
+        w[q] = wts[w_off[layer + 1] + q * nin + j]
+        wmax = max(wmax, abs(w[q]))
+    base = h_off[layer] + j * n
+    ztj, atj = zt[base : base + n], at[base : base + n]
+    g, s, msk, da_own = scratch[:c], scratch[c], scratch[c + 1], scratch[c + 2]
+    own = rows_g[0]
+    if i < 0:
+        bg, start, stop, dense = 1.0, 0, 0, False
+    elif layer == 0:
+        bg, start, stop, dense = beta[i], colptr[i], colptr[i + 1], False
+    else:
+        bg, start, stop, dense = 0.0, 0, 0, True
+    m = 0
+    # 1. rows with their own input
+    count = n if dense else stop - start
+    prev = h_off[layer - 1] + i * n if dense else 0
+    for idx in range(count):
+        if dense:
+            r = idx
+            xin = at[prev + r]
+            if xin == 0.0:
+                continue
+        else:
+            r = rows[start + idx]
+            xin = vals[start + idx]
+            mark[r] = 1
+        zn = ztj[r] + delta * xin
+        an = act(code, p0, p1, zn)
+        da = an - atj[r]
+        ztj[r] = zn
+        atj[r] = an
+        if da != 0.0:
+            own[m] = r
+            da_own[m] = da
+            m += 1
+    # 2. background rows: all move by cb
+    cb = delta * bg
+    shared = cb != 0.0 and not dense and abs(cb) * wmax <= BIG
+    if cb != 0.0 and not dense:
+        for r in range(n):
+            msk[r] = 0.0
+            if mark[r] != 0:
+                continue
+            zo = ztj[r]
+            zn = zo + cb
+            an = act(code, p0, p1, zn)
+            slope = unit_slope(code, p0, p1, zo, zn)
+            ao = atj[r]
+            ztj[r] = zn
+            atj[r] = an
+            if slope == 0.0:
+                continue
+            if slope == 1.0 and shared:
+                msk[r] = 1.0
+            else:
+                da = cb if slope == 1.0 else an - ao
+                if da != 0.0:
+                    own[m] = r
+                    da_own[m] = da
+                    m += 1
+    for idx in range(start, stop):
+        mark[rows[idx]] = 0
+    if shared:
+        e = np.empty(c)
+        for q in range(c):
+            e[q] = math.exp(cb * w[q])
+        for r in range(n):
+            s[r] = 0.0
+        for q in range(c):
+            pq, eq = p[q], e[q]
+            for r in range(n):
+                s[r] += pq[r] * eq
+        for r in range(n):
+            s[r] = 1.0 / s[r] if msk[r] != 0.0 else 1.0  # s now holds 1/s, and 1 on unchanged rows
+        for q in range(c):
+            pq, p32, oq, eq, step = p[q], pt32[q], o[q], e[q], cb * w[q]
+            for r in range(n):
+                on = msk[r] != 0.0
+                pq[r] = pq[r] * (eq * s[r]) if on else pq[r]
+                p32[r] = pq[r]
+                oq[r] = oq[r] + step if on else oq[r]
+        if abs(cb) * wmax <= SMALL:  # every 1/s is in [e^-0.1, e^0.1]: branch-free, vectorised logs
+            for r in range(n):
+                lse[r] -= _log_near1(s[r])  # s holds 1/s (log s = -log(1/s)), and 1 (log 0) on other rows
+        else:
+            for r in range(n):
+                if msk[r] != 0.0:
+                    lse[r] -= math.log(s[r])
+        for r in range(n):
+            if msk[r] != 0.0:
+                lrow[r] = lse[r] - o[y[r], r]
+    # 3. rows with their own change: exponentials in vectorised loops, then row by row
+    dmax = 0.0
+    for idx in range(m):
+        dmax = max(dmax, abs(da_own[idx]))
+    if dmax * wmax <= BIG:
+        for q in range(c):
+            gq, wq = g[q], w[q]
+            if dmax * abs(wq) <= 0.5:
+                for idx in range(m):
+                    gq[idx] = _exp14(da_own[idx] * wq)
+            else:
+                for idx in range(m):
+                    gq[idx] = math.exp(da_own[idx] * wq)
+        for idx in range(m):
+            r, da = own[idx], da_own[idx]
+            sr = 0.0
+            for q in range(c):
+                sr += p[q, r] * g[q, idx]
+            inv = 1.0 / sr
+            for q in range(c):
+                p[q, r] *= g[q, idx] * inv
+                pt32[q, r] = p[q, r]
+                o[q, r] += da * w[q]
+            lse[r] += _log_near1(sr) if abs(sr - 1.0) <= 0.12 else math.log(sr)
+            lrow[r] = lse[r] - o[y[r], r]
+    else:
+        for idx in range(m):
+            r = own[idx]
+            for q in range(c):
+                o[q, r] += da_own[idx] * w[q]
+            row_stats(r, outs)
+    wts[widx] = value
+
+
+@njit(cache=True)
+def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: tuple, outs: tuple,
+               inp: tuple, work: tuple) -> None:
+    """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
+    output layer changes by ``deltas[k]``: logit ``j`` of row ``r`` moves by ``deltas[k] * input_r``."""
+    o, p, pt32, lse, lrow, y, t, loss_kind = outs
+    scratch = work[0]
+    c, n = o.shape[0], o.shape[1]
+    xcol, s = scratch[0], scratch[1]
+    big = input_column(layer, i, n, net, inp, xcol)
+    ysum = 0.0
+    for r in range(n):
+        if y[r] == j:
+            ysum += xcol[r]
+    pj = pt32[j]
+    orow = np.empty(c)
+    for k in range(deltas.shape[0]):
+        d = deltas[k]
+        tmax = abs(d) * big
+        if tmax <= SMALL:
+            for r in range(n):
+                s[r] = 0.0
+            _add_weighted_expm1(s, pj, xcol, d, tmax, n)
+            for r in range(n):
+                s[r] += 1.0
+            out[k] = log_product(s, n) - d * ysum
+        elif tmax <= BIG:
+            for r in range(n):
+                rest = 0.0
+                for q in range(c):
+                    if q != j:
+                        rest += p[q, r]
+                s[r] = rest + p[j, r] * math.exp(d * xcol[r])
+            out[k] = log_product(s, n) - d * ysum
+        else:
+            total = 0.0
+            for r in range(n):
+                for q in range(c):
+                    orow[q] = o[q, r]
+                orow[j] += d * xcol[r]
+                total += row_loss(orow, r, y, t, 0) - lrow[r]
+            out[k] = total
+
+
+@njit(cache=True)
+def try_values(layer: int, j: int, i: int, pos: int, values: np.ndarray, round32: bool, total: float,
+               norm: float, losses: np.ndarray, net: tuple, outs: tuple, inp: tuple, work: tuple) -> None:
+    """Losses ``losses[k]`` (the mean row loss) with weight ``W_layer[j, i]`` (``i < 0``: bias ``j``), at
+    ``wts[pos]``, set to ``values[k]``; the entry point of every try kernel (one call from Python).
+
+    Args:
+        round32: round the values to float32 first (the module's dtype), as writing them would.
+        total: the current summed row loss; ``norm``: what it is divided by for the mean.
+    """
+    widths, wts = net[0], net[1]
+    num_layers = widths.shape[0] - 1
+    kk = values.shape[0]
+    deltas = np.empty(kk)
+    finite = np.empty(kk, dtype=np.bool_)
+    for k in range(kk):
+        v = float(np.float32(values[k])) if round32 else float(values[k])
+        finite[k] = math.isfinite(v)  # a value beyond float32's range is stored as inf
+        deltas[k] = v - wts[pos] if finite[k] else 0.0
+    if outs[7] == 0 and layer == num_layers - 1:
+        try_output(layer, j, i, deltas, losses, net, outs, inp, work)
+    elif outs[7] == 0 and layer == num_layers - 2:
+        try_rank1(layer, j, i, deltas, losses, net, outs, inp, work)
+    else:
+        try_rows(layer, j, i, deltas, losses, net, outs, inp, work[0][0])
+    for k in range(kk):
+        losses[k] = (total + losses[k]) / norm if finite[k] else np.nan
