@@ -24,6 +24,31 @@ from gradfree.params.flat import FlatParams
 Closure = Callable[[], Tensor]
 
 
+def batch_objective(closure: Closure, flat: FlatParams) -> Callable[[Tensor], Tensor]:
+    """The batch objective ``(P, D) -> (P,)`` over the parameters of ``flat``, built from ``closure``.
+
+    Uses ``closure.batch(vectors, flat.tensors)`` (one batched call) when the closure offers it; otherwise
+    writes each vector into the parameters, calls the closure, and restores the parameters afterwards.
+    Either way every member costs one evaluation, counted by the closure.
+    """
+    batch = getattr(closure, "batch", None)
+    if batch is not None:
+        return lambda vectors: batch(vectors, flat.tensors)
+
+    def loop(vectors: Tensor) -> Tensor:
+        saved = flat.get()
+        losses = torch.empty(vectors.shape[0], dtype=vectors.dtype, device=vectors.device)
+        try:
+            for i, v in enumerate(vectors):
+                flat.set_(v)
+                losses[i] = closure()
+        finally:
+            flat.set_(saved)
+        return losses
+
+    return loop
+
+
 class ZerothOrderOptimizer(torch.optim.Optimizer):
     """Base of optimizers that estimate the gradient from loss values only.
 
@@ -89,22 +114,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     def objective(self, closure: Closure) -> Callable[[Tensor], Tensor]:
         """The batch objective ``(P, D) -> (P,)`` the estimator calls, built from ``closure``."""
-        batch = getattr(closure, "batch", None)
-        if batch is not None:
-            return lambda vectors: batch(vectors, self._flat.tensors)
-
-        def loop(vectors: Tensor) -> Tensor:
-            saved = self._flat.get()
-            losses = torch.empty(vectors.shape[0], dtype=vectors.dtype, device=vectors.device)
-            try:
-                for i, v in enumerate(vectors):
-                    self._flat.set_(v)
-                    losses[i] = closure()
-            finally:
-                self._flat.set_(saved)
-            return losses
-
-        return loop
+        return batch_objective(closure, self._flat)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
