@@ -20,6 +20,7 @@ from gradfree.tasks import build_task
 from gradfree.train import TrainConfig, Trainer, TrainResult
 from gradfree.train.files import save_json
 from gradfree.train.provenance import provenance
+from gradfree.train.trainer import RESULT as RESULT_FILE
 
 
 @dataclass
@@ -86,3 +87,56 @@ def _takes_seed(optimizer: str) -> bool:
     from gradfree.optim.registry import needs_gradient
 
     return not needs_gradient(optimizer)
+
+
+def train_on_ray(spec: RunSpec, *, address: str, actors: int | None = None, out_dir: str | Path | None = None,
+                 data_dir: str | Path | None = None, download: bool = True) -> dict[str, Any]:
+    """Train ``spec`` with a population strategy whose generations are scored on a Ray cluster.
+
+    Uses :func:`gradfree.distributed.train_strategy` with a :class:`~gradfree.distributed.RayEvaluator`
+    (``address``: ``"local"`` starts a local Ray, ``"auto"`` joins the cluster of this node, or
+    ``"ray://host:10001"``). The options ``popsize``, ``sigma`` and the strategy's hyper-parameters come from
+    ``spec.options``. Writes ``config.json`` and ``result.json`` into ``out_dir``; this path has no time
+    limit, early stopping or resume yet (the in-process trainer has them).
+
+    Returns:
+        the result summary (evaluations, seconds, final metrics, history).
+    """
+    from functools import partial
+
+    from gradfree.distributed import RayEvaluator, train_strategy
+    from gradfree.strategies import STRATEGIES
+
+    if spec.optimizer not in STRATEGIES:
+        raise ConfigError(f"--ray-address needs a population strategy ({', '.join(STRATEGIES.names())}); "
+                          f"{spec.optimizer!r} is not one")
+    unsupported = [name for name, value in (("--time", spec.time_limit), ("--patience", spec.patience)) if value]
+    if unsupported or spec.budget is None:
+        raise ConfigError(f"with --ray-address give --budget; {', '.join(unsupported) or '--budget'} "
+                          "is not supported there yet")
+    if resolve_device(spec.device).type != "cpu":
+        raise ConfigError("--ray-address trains on CPU actors; pass --device cpu")
+    task = build_task(spec.task, data_dir=data_dir, seed=spec.seed, download=download,
+                      train_subset=spec.train_subset)
+    model_spec = spec.model or task.default_model
+    model = build_model(model_spec, seed=spec.seed, input_shape=task.data.input_shape,
+                        num_classes=task.data.num_classes)
+    options = dict(spec.options)
+    popsize = int(options.pop("popsize", 32))
+    sigma = float(options.pop("sigma", 0.05))
+    seed = int(options.pop("seed", spec.seed + 1))
+    run_config = {**asdict(spec), "model": model_spec, "device": "cpu", "ray_address": address,
+                  "ray_actors": actors}
+    if out_dir is not None:
+        out = Path(out_dir)
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out} already holds a run; choose a new --out")
+        save_json({"config": run_config, "provenance": provenance("cpu")}, out / "config.json")
+    trained = train_strategy(model, task, spec.optimizer, budget=spec.budget, popsize=popsize, sigma=sigma,
+                             seed=seed, batch_size=spec.batch_size, eval_every=spec.eval_every, options=options,
+                             evaluator=partial(RayEvaluator, address=address, num_actors=actors))
+    summary = {"evaluations": trained.evaluations, "wall_time": trained.seconds, "final": trained.final,
+               "history": trained.history}
+    if out_dir is not None:
+        save_json({"config": run_config, **summary}, Path(out_dir) / RESULT_FILE)
+    return summary

@@ -11,9 +11,16 @@ from typing import Any
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Any, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as readable as any new file
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -43,3 +50,17 @@ def save_text(text: str, path: Path) -> None:
 def save_bytes(data: bytes, path: Path) -> None:
     """Write ``data`` atomically."""
     _atomic(path, lambda f: f.write(data), "wb")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files that a killed atomic write left in ``folder``; returns what was removed.
+
+    Only names of the form this module creates (``.<name>.<random>.tmp``) are touched.
+    """
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed

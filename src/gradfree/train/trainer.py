@@ -2,7 +2,8 @@
 
 The budget counts objective evaluations (one forward pass of one parameter vector over one batch). A
 backprop step counts as one evaluation, and its backward pass is recorded separately in ``backward``.
-Validation passes are monitoring and do not count against the budget. A step may overshoot the budget by
+Validation passes are monitoring and do not count against the budget, in evaluations or in time: the
+reported ``wall_time`` (and the ``time`` of each metrics row) is training time. A step may overshoot the budget by
 at most its own cost (the loop stops once the budget is reached); the exact count is reported.
 """
 
@@ -21,7 +22,7 @@ from torch import nn
 from gradfree.errors import ConfigError, NonFiniteLossError
 from gradfree.tasks.classification import ClassificationTask
 from gradfree.train.batches import BatchOrder
-from gradfree.train.files import save_json, save_torch
+from gradfree.train.files import remove_stale_temporaries, save_json, save_torch
 from gradfree.train.metrics_log import MetricsLog
 from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 from gradfree.train.progress import Progress
@@ -38,7 +39,8 @@ class TrainConfig:
 
     Attributes:
         budget: evaluation budget (``None``: no limit, then ``time_limit`` must be set).
-        time_limit: wall-clock budget in seconds (training time only, summed over resumed segments).
+        time_limit: wall-clock budget in seconds of training: validation and checkpointing are not charged
+            (so methods that validate more often are not penalised); summed over resumed segments.
         batch_size: rows per step; ``None`` for full batch.
         eval_every: evaluations between validations (and checkpoints).
         patience: stop after this many validations without a better validation loss (``None``: never).
@@ -129,6 +131,8 @@ class Trainer:
 
         With ``resume=True`` and a checkpoint in ``out_dir``, continues that run exactly where it was saved.
         """
+        if self.out_dir is not None:
+            remove_stale_temporaries(self.out_dir)  # a run killed mid-write leaves its temporary file
         resumed = resume and self.out_dir is not None and (self.out_dir / CHECKPOINT).exists()
         offset = self._load_checkpoint() if resumed else None
         self.log = MetricsLog(self.out_dir / METRICS if self.out_dir else None, resume_offset=offset)
@@ -139,12 +143,17 @@ class Trainer:
         bad_steps = 0
         segment_start = time.perf_counter()
         base_elapsed = self.elapsed
+        monitoring = 0.0  # validation and checkpoint time in this segment: not charged to the time limit
         try:
             while True:
-                self.elapsed = base_elapsed + time.perf_counter() - segment_start
-                if self.counter.evaluations >= self.next_validation and self._validate():
-                    stopped = "early stopping"
-                    break
+                self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
+                if self.counter.evaluations >= self.next_validation:
+                    started = time.perf_counter()
+                    stop_early = self._validate()
+                    monitoring += time.perf_counter() - started
+                    if stop_early:
+                        stopped = "early stopping"
+                        break
                 if self._budget_spent():
                     stopped = "budget" if self._evals_spent() else "time limit"
                     break
@@ -163,7 +172,7 @@ class Trainer:
                 progress.update(self.counter.evaluations, loss=loss)
         finally:
             progress.close()
-        self.elapsed = base_elapsed + time.perf_counter() - segment_start
+        self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
         return self._finish(stopped)
 
     def _budget_spent(self) -> bool:
@@ -214,7 +223,7 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0
         self.log.write({"kind": "val", "evaluations": self.counter.evaluations, "steps": self.steps,
                         "backward": self.counter.backward, "time": self.elapsed, "train_loss": train_loss,
-                        "val_loss": val["loss"], "val_accuracy": val["accuracy"]})
+                        **{f"val_{k}": v for k, v in val.items()}})  # loss, accuracy / rmse, r2 ...
         if val["loss"] < self.best_val:
             self.best_val = val["loss"]
             self.best_state = copy.deepcopy(self.model.state_dict())

@@ -1,0 +1,34 @@
+"""`gradfree train --ray-address local`: a population strategy trained with generations scored on Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gradfree.cli import main
+
+pytest.importorskip("ray")
+
+
+def test_train_on_local_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import ray
+
+    out = tmp_path / "run"
+    try:
+        code = main(["train", "--optimizer", "open-es", "--opt", "popsize=8", "--budget", "400", "--eval-every",
+                     "200", "--model", "mlp:64-8-10", "--ray-address", "local", "--ray-actors", "2",
+                     "--out", str(out)])
+    finally:
+        ray.shutdown()
+    assert code == 0
+    assert "open-es on digits (Ray): 400 evaluations" in capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    assert result["evaluations"] == 400 and result["config"]["ray_address"] == "local"
+    assert 0.0 <= result["final"]["test_accuracy"] <= 1.0
+
+
+def test_ray_needs_a_strategy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--optimizer", "zo-adam", "--budget", "100", "--ray-address", "local"]) == 2
+    assert "needs a population strategy" in capsys.readouterr().err
