@@ -77,6 +77,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's; 1 is fastest for small models on a busy machine)")
+    p.add_argument("--ray-address", default=None,
+                   help="score a population strategy's generations on Ray: 'local', 'auto' or ray://HOST:10001")
+    p.add_argument("--ray-actors", type=_positive_int, default=None, help="Ray actors (default: one per CPU)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -95,13 +98,26 @@ def _train(args: argparse.Namespace) -> int:
                    budget=args.budget, time_limit=args.time_limit, batch_size=args.batch_size,
                    eval_every=args.eval_every, patience=args.patience, seed=args.seed,
                    train_subset=args.train_subset, device=args.device)
+    if args.ray_address is not None:
+        from gradfree.run import train_on_ray
+
+        if args.resume:
+            raise GradfreeError("--resume is not supported with --ray-address yet")
+        summary = train_on_ray(spec, address=args.ray_address, actors=args.ray_actors, out_dir=args.out,
+                               data_dir=args.data_dir, download=not args.no_download)
+        final = summary["final"]
+        print(f"{spec.optimizer} on {spec.task} (Ray): {summary['evaluations']} evaluations in "
+              f"{summary['wall_time']:.1f} s; " + "  ".join(f"{k} {v:.4f}" for k, v in final.items()))
+        return 0
     result = train_run(spec, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
                        download=not args.no_download, progress=False if args.no_progress else None)
     final = result.final
     print(f"{spec.optimizer} on {spec.task}: stopped by {result.stopped} after {result.evaluations} evaluations "
           f"({result.backward} backward) in {result.wall_time:.1f} s")
-    print(f"train loss {final['train_loss']:.4f}  val acc {final['val_accuracy']:.4f}  "
-          f"test acc {final['test_accuracy']:.4f}  rejected {result.rejected}")
+    # The task's own metrics: accuracy for classification, rmse and r2 for regression.
+    shown = ["train_loss"] + [k for k in final if k.startswith(("val_", "test_")) and not k.endswith("_loss")]
+    text = "  ".join(f"{k.replace('_', ' ').replace('accuracy', 'acc')} {final[k]:.4f}" for k in shown)
+    print(f"{text}  rejected {result.rejected}")
     if args.out:
         print(f"wrote {args.out}/result.json, metrics.jsonl, model.pt")
     return 0
@@ -110,10 +126,11 @@ def _train(args: argparse.Namespace) -> int:
 def _add_list(sub: Any) -> None:
     p = sub.add_parser("list", help="list registered methods, tasks, models, estimators, strategies")
     p.add_argument("family", nargs="?", default="all",
-                   choices=["all", "optimizers", "tasks", "models", "estimators", "strategies"])
+                   choices=["all", "optimizers", "tasks", "models", "estimators", "strategies", "suites"])
 
 
 def _list(args: argparse.Namespace) -> int:
+    from gradfree.bench.suites import load_suites
     from gradfree.estimators import ESTIMATORS
     from gradfree.models import MODELS
     from gradfree.optim.registry import load_methods
@@ -121,7 +138,7 @@ def _list(args: argparse.Namespace) -> int:
     from gradfree.tasks import TASKS
 
     families: dict[str, Any] = {"optimizers": load_methods(), "tasks": TASKS, "models": MODELS,
-                                "estimators": ESTIMATORS, "strategies": STRATEGIES}
+                                "estimators": ESTIMATORS, "strategies": STRATEGIES, "suites": load_suites()}
     for family, registry in families.items():
         if args.family not in ("all", family):
             continue
@@ -150,27 +167,87 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+PERF = {
+    "population": ("gradfree.bench.perf_population", "evaluations/s, loop vs batched population evaluation"),
+    "memory": ("gradfree.bench.perf_memory", "peak memory of MeZO vs an estimator storing perturbations"),
+    "incremental": ("gradfree.bench.perf_incremental", "single-weight evaluations/s, full vs incremental"),
+    "ray": ("gradfree.bench.perf_ray", "evaluations/s local vs Ray, bytes sent per generation"),
+}
+
+
 def _add_perf(sub: Any) -> None:
-    p = sub.add_parser("perf", help="performance measurements: population (batched vs loop), memory (MeZO)",
-                       description="Run a performance measurement; arguments after the name go to it "
-                                   "(e.g. gradfree perf population --help).")
-    p.add_argument("what", choices=["population", "memory"])
+    lines = "; ".join(f"{name}: {text}" for name, (_, text) in PERF.items())
+    p = sub.add_parser("perf", help="performance measurements (population, memory, incremental, ray)",
+                       description=f"Run a performance measurement ({lines}). Arguments after the name go to "
+                                   "it, e.g. gradfree perf population --help.")
+    p.add_argument("what", choices=list(PERF))
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
 
 def _perf(args: argparse.Namespace) -> int:
-    if args.what == "population":
-        from gradfree.bench.perf_population import main as perf_main
-    else:
-        from gradfree.bench.perf_memory import main as perf_main
-    return perf_main(args.rest)
+    import importlib
+
+    module = importlib.import_module(PERF[args.what][0])
+    return int(module.main(args.rest))
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="run a benchmark suite: one row per trial in OUT/results.jsonl, then a report",
+                       description="Run every trial of a registered suite (see `gradfree list suites`), append one "
+                                   "row per trial to OUT/results.jsonl (crashed trials too), then write "
+                                   "OUT/report.md and OUT/report.html.")
+    p.add_argument("suite", help="suite name, e.g. mnist-cnn, rso-batch-size, cifar10, fashion-mnist, digits")
+    p.add_argument("--size", choices=["quick", "full", "gpu"], default="full",
+                   help="quick: minutes on 2 CPU cores; full: about an hour; gpu: larger (default full)")
+    p.add_argument("--quick", action="store_const", const="quick", dest="size", help="shortcut for --size quick")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="run seeds 0..K-1 for every method")
+    p.add_argument("--budget", type=_positive_int, default=None,
+                   help="evaluation budget of every trial (replaces the suite's budget and time limit)")
+    p.add_argument("--time", type=float, default=None, dest="time_limit",
+                   help="training seconds of every trial (replaces the suite's budget and time limit)")
+    p.add_argument("--out", default=None, help="results folder (default runs/bench/SUITE-SIZE)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip finished trials, continue killed ones from their checkpoint, rerun failed ones")
+    p.add_argument("--data-dir", default=None, help="folder holding dataset files (else GRADFREE_DATA, cache)")
+    p.add_argument("--no-download", action="store_true", help="never download missing dataset files")
+    p.add_argument("--device", default=None, help="auto, cpu or cuda for every trial (default: the suite's)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--no-report", action="store_true", help="do not render the report at the end")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from gradfree.bench.runner import Overrides, run_suite
+
+    overrides = Overrides(seeds=args.seeds, budget=args.budget, time_limit=args.time_limit, device=args.device)
+    outcome = run_suite(args.suite, size=args.size, out_dir=args.out, overrides=overrides, resume=args.resume,
+                        data_dir=args.data_dir, download=not args.no_download, threads=args.threads,
+                        report=not args.no_report)
+    print(f"{outcome.ran} trials run ({outcome.failed} failed), {outcome.skipped} done earlier; "
+          f"rows in {outcome.out_dir}/results.jsonl")
+    return 1 if outcome.failed else 0
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="render report.md and report.html from a benchmark folder's results.jsonl",
+                       description="Draw the tables and plots of DIR/results.jsonl into DIR/report.md and a "
+                                   "self-contained DIR/report.html (images embedded).")
+    p.add_argument("dir", help="the --out folder of a `gradfree bench` run")
+    p.add_argument("--title", default=None, help="report title (default: from the suite name)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gradfree.bench.report import write_report
+
+    files = write_report(args.dir, title=args.title)
+    print(f"wrote {files.markdown} and {files.html}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gradfree`` command."""
     parser = argparse.ArgumentParser(prog="gradfree", description="Train PyTorch models without backprop.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_list, _add_demo, _add_perf):
+    for add in (_add_train, _add_list, _add_demo, _add_perf, _add_bench, _add_report):
         add(sub)
     return parser
 
@@ -179,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _train, "list": _list, "demo": _demo, "perf": _perf}
+    handlers = {"train": _train, "list": _list, "demo": _demo, "perf": _perf, "bench": _bench,
+                "report": _report}
     try:
         return handlers[args.command](args)
     except GradfreeError as exc:
