@@ -48,7 +48,8 @@ SuiteFn = Callable[[Size], list[Trial]]
 SUITES: Registry[SuiteFn] = Registry("suite")
 
 # Modules that register suites; imported on first lookup.
-SUITE_MODULES: tuple[str, ...] = ()
+SUITE_MODULES: tuple[str, ...] = ("gradfree.bench.suites_vision", "gradfree.bench.suites_strategies",
+                                  "gradfree.bench.suites_search")
 
 
 def load_suites() -> Registry[SuiteFn]:

@@ -1,0 +1,36 @@
+"""The search suites ask their questions fairly: one stopping rule (mdp-mnist), one budget (search-vs-gradient)."""
+
+from __future__ import annotations
+
+from gradfree.bench.suites import SIZES, load_suites
+from gradfree.optim.registry import load_methods
+
+
+def test_mdp_mnist_gives_every_method_the_same_stopping_rule() -> None:
+    suite = load_suites().get("mdp-mnist")
+    for size in SIZES:
+        trials = suite(size)
+        assert {t.label for t in trials} >= {"rso", "adam"}
+        assert len({t.spec.time_limit for t in trials}) == 1 and len({t.spec.patience for t in trials}) == 1
+        assert all(t.spec.budget is None and t.spec.task == "mdp-mnist" and t.spec.model == "mlp:784-32-10"
+                   for t in trials)
+        assert all({"budget", "stopping", "regularisation"} <= set(t.notes) for t in trials)
+    full = suite("full")
+    assert {t.spec.time_limit for t in full} == {118.0}
+    kinds = {t.label: load_methods().entry(t.spec.optimizer).tags["kind"] for t in full}
+    assert kinds == {"rso": "zeroth-order", "zo-adam": "zeroth-order", "adam": "gradient", "adam+l2": "gradient"}
+    rso = next(t for t in full if t.label == "rso")
+    l2 = next(t for t in full if t.label == "adam+l2")
+    assert rso.spec.options["l2"] == l2.spec.options["weight_decay"]  # the same penalty for both
+
+
+def test_search_vs_gradient_is_at_equal_budget_on_the_regression_task() -> None:
+    trials = load_suites().get("search-vs-gradient")("full")
+    assert {t.label for t in trials} == {"grid", "adam", "grid+adam"}
+    assert len({t.spec.budget for t in trials}) == 1
+    assert all(t.spec.task == "synthetic-regression" and t.spec.model == "mlp:10-5-4-1:tanh"
+               and t.spec.batch_size is None for t in trials)
+    hybrid = next(t for t in trials if t.label == "grid+adam")
+    assert hybrid.spec.options["switch_after"] == hybrid.spec.budget // 2
+    grid = next(t for t in trials if t.label == "grid")
+    assert grid.spec.options["weight_range"] == (-5.0, 5.0) and grid.spec.options["range_size"] == 100
