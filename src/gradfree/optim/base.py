@@ -35,6 +35,7 @@ def batch_objective(closure: Closure, flat: FlatParams) -> Callable[[Tensor], Te
     if batch is not None:
         return lambda vectors: batch(vectors, flat.tensors)
 
+    @torch.no_grad()
     def loop(vectors: Tensor) -> Tensor:
         saved = flat.get()
         losses = torch.empty(vectors.shape[0], dtype=vectors.dtype, device=vectors.device)

@@ -1,4 +1,4 @@
-"""How a search method gets its losses from a closure: one coordinate at a time, or a few whole vectors.
+"""How a search method gets single-coordinate losses from a closure (whole vectors: ``optim.base.batch_objective``).
 
 The trainer's closure (:class:`gradfree.train.objective.BatchObjective`) answers both questions fast and
 counts every evaluation: ``closure.coordinates(tensors)`` is a
@@ -20,7 +20,6 @@ from gradfree.params.coordinates import CoordinateEvaluator
 from gradfree.params.flat import FlatParams
 
 Closure = Callable[[], Tensor]
-PopulationFn = Callable[[Tensor], Tensor]
 """``losses = fn(vectors (P, D))``, shape ``(P,)``."""
 
 
@@ -86,25 +85,3 @@ def coordinates_of(closure: Closure, flat: FlatParams) -> CoordinateEvaluator:
         evaluator: CoordinateEvaluator = make(flat.tensors)
         return evaluator
     return ClosureCoordinates(flat, closure)
-
-
-def population_of(closure: Closure, flat: FlatParams) -> PopulationFn:
-    """``vectors (P, D) -> losses (P,)`` for ``flat``'s tensors: batched when the closure can, else a loop
-    that writes each vector, calls the closure and finally restores the parameters."""
-    batch = getattr(closure, "batch", None)
-    if batch is not None:
-        return lambda vectors: batch(vectors, flat.tensors)
-
-    @torch.no_grad()
-    def loop(vectors: Tensor) -> Tensor:
-        saved = flat.get()
-        losses = torch.empty(vectors.shape[0], dtype=vectors.dtype, device=vectors.device)
-        try:
-            for i, v in enumerate(vectors):
-                flat.set_(v)
-                losses[i] = closure()
-        finally:
-            flat.set_(saved)
-        return losses
-
-    return loop

@@ -29,9 +29,10 @@ import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
+from gradfree.optim.base import batch_objective
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
 from gradfree.search.base import SearchOptimizer
-from gradfree.search.evaluation import Closure, population_of
+from gradfree.search.evaluation import Closure
 
 
 @OPTIMIZERS.register("one-plus-one", summary="(1+1) local search with the 1/5th success rule, optional blocks "
@@ -116,7 +117,7 @@ class OnePlusOne(SearchOptimizer):
         candidate[active] += step[active] * z
         if self.bounds is not None:
             candidate[active] = candidate[active].clamp(*self.bounds)
-        losses = population_of(closure, self._flat)(torch.stack([x, candidate]))
+        losses = batch_objective(closure, self._flat)(torch.stack([x, candidate]))
         self.evaluations += 2
         current, trial = float(losses[0]), float(losses[1])
         success = math.isfinite(trial) and math.isfinite(current) and trial <= current and active.numel() > 0
