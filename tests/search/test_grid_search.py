@@ -144,3 +144,15 @@ def test_bad_options_are_config_errors() -> None:
                     {"weights_per_step": 0}, {"lr": 2.0}):
         with pytest.raises(ConfigError):
             GridSearch(params, **options)  # type: ignore[arg-type]
+
+
+def test_trainer_stops_when_the_grid_search_converges() -> None:
+    from gradfree.run import RunSpec, train_run
+
+    spec = RunSpec(task="synthetic-regression", model="mlp:10-2-1:tanh", optimizer="grid",
+                   options={"range_size": 21, "weight_range": (-3, 3), "tol": 1e-2}, budget=200_000,
+                   batch_size=None, eval_every=2000, device="cpu")
+    result = train_run(spec, progress=False)
+    assert result.stopped == "converged"
+    assert result.evaluations < 200_000
+    assert result.final["test_r2"] > 0.3  # it did fit before stopping

@@ -11,9 +11,9 @@ random order per sweep (``shuffle=True``) or in parameter order.
 
 Convergence: the search records how much the loss fell over each sweep (the sum, over the weights it moved,
 of current loss minus best grid loss, on each step's batch) relative to the loss at the sweep's start. Once a
-sweep gains less than ``tol`` the optimizer sets ``converged`` (and ``converged_sweep``) and keeps searching:
-a step that spends no evaluation would make an evaluation-budgeted trainer loop forever, and with
-mini-batches a later sweep can still gain. The trainer does not stop on ``converged``; read it afterwards.
+sweep gains less than ``tol`` the optimizer sets ``converged`` (and ``converged_sweep``); the trainer then
+ends the run ("converged"). Called directly, further steps keep searching (a step that spent no evaluation
+could loop forever), since with mini-batches a later sweep can still gain.
 
 Evaluations per step: 1 for the current loss, then ``K`` per weight tried (+1 per moved weight when
 ``lr < 1``, since the loss at a partial move is not known until it is evaluated).

@@ -102,6 +102,7 @@ class Trainer:
         model: the module (already on the task's device).
         optimizer: any ``torch.optim.Optimizer``; while its ``zeroth_order`` attribute is true (read every
             step) it gets a :class:`BatchObjective` closure and no backward pass, otherwise a backprop step.
+            An optimizer whose ``converged`` attribute becomes true ends the run ("converged").
         config: budget, batching, validation and early stopping.
         out_dir: where ``metrics.jsonl``, ``checkpoint.pt`` and ``result.json`` go (``None``: nothing written).
         run_config: the resolved settings to store in checkpoints (a resumed run must match them).
@@ -170,6 +171,9 @@ class Trainer:
                                    "lower the learning rate or the smoothing")
                         break
                 progress.update(self.counter.evaluations, loss=loss)
+                if getattr(self.optimizer, "converged", False):  # e.g. grid search: a sweep gained < tol
+                    stopped = "converged"
+                    break
         finally:
             progress.close()
         self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
