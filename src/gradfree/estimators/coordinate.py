@@ -27,6 +27,7 @@ from gradfree.errors import ConfigError
 from gradfree.estimators.base import ESTIMATORS, BatchObjective, Estimate, Estimator
 from gradfree.estimators.directional import (
     Difference,
+    Differences,
     check_point,
     check_smoothing_and_difference,
     evaluate_rows,
@@ -103,7 +104,8 @@ def coordinate(
     Returns:
         An :class:`Estimate`. A coordinate whose perturbed loss (either one, for central differences) is
         NaN/inf is left at zero; ``rejected`` counts the non-finite perturbed evaluations. If ``f(x)`` is
-        non-finite (forward) or no coordinate is kept, ``grad`` is zeros and ``loss`` is NaN.
+        non-finite (forward) or no coordinate is kept, ``grad`` is zeros and ``used`` is 0 (``loss`` stays
+        ``f(x)`` when that is known).
 
     Shapes:
         x: ``(D,)``; coordinates: ``(k,)``; grad: ``(D,)``; loss: ``()``.
@@ -129,11 +131,7 @@ def coordinate(
     with torch.no_grad():
         x = x.detach()
         grad = torch.zeros_like(x)
-        ok_all = torch.zeros(k, dtype=torch.bool, device=x.device)
-        rejected = evaluations = 0
-        center = x.new_tensor(float("nan"))
-        finite_sum = x.new_zeros(())
-        finite_count = 0
+        differences = Differences(x, smoothing=smoothing, forward=forward)
         start = 0
         while start < k:
             with_center = forward and start == 0
@@ -152,37 +150,12 @@ def coordinate(
                 points[torch.arange(2 * n, device=x.device), idx.repeat_interleave(2)] += step
             losses = evaluate_rows(objective, points)
             del points
-            evaluations += losses.shape[0]
-            if with_center:
-                center, losses = losses[0], losses[1:]
-            if forward:
-                ok = torch.isfinite(losses)
-                coef = (losses - center) / smoothing
-                rejected += int((~ok).sum())
-            else:
-                pair = losses.reshape(-1, 2)
-                finite = torch.isfinite(pair)
-                ok = finite.all(dim=1)
-                coef = (pair[:, 0] - pair[:, 1]) / (2 * smoothing)
-                rejected += int((~finite).sum())
-                finite_sum += torch.where(finite, pair, 0).sum()
-                finite_count += int(finite.sum())
-            grad[idx] = torch.where(ok, coef, 0)
-            ok_all[start:stop] = ok
+            grad[idx], _ = differences.add(losses, with_center=with_center)
             start = stop
 
-        kept = int(ok_all.sum())
-        if forward:
-            loss = center
-            failed = kept == 0 or not bool(torch.isfinite(center))
-        else:
-            loss = finite_sum / finite_count if finite_count else center
-            failed = kept == 0
-        if failed:  # no usable coordinate: zero step, but keep f(x) when it is known
-            return Estimate(torch.zeros_like(x), loss, evaluations, rejected, used=0)
-        if unbiased:
-            grad *= d / kept
-        return Estimate(grad, loss, evaluations, rejected, used=kept)
+        if unbiased and differences.kept:
+            grad *= d / differences.kept
+        return differences.estimate(grad)
 
 
 # The concrete keyword options do not fit the protocol's ``**hyper: object`` for mypy, hence the cast.

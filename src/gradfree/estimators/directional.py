@@ -86,6 +86,61 @@ def evaluate_rows(objective: BatchObjective, points: Tensor) -> Tensor:
     return losses.to(dtype=points.dtype, device=points.device)
 
 
+class Differences:
+    """Turns batches of perturbed losses into difference quotients and, at the end, an :class:`Estimate`.
+
+    Shared by the directional and the coordinate estimators: it owns the NaN policy (a direction or
+    coordinate with a non-finite perturbed loss is dropped and its non-finite evaluations counted), the
+    evaluation count, and what ``loss`` reports (``f(x)`` for forward differences, the mean of the finite
+    perturbed losses for central ones).
+
+    Args:
+        x: the current point (sets dtype and device).
+        smoothing: the perturbation size ``mu``.
+        forward: forward differences (rows ``x + mu u``, plus ``f(x)`` in the first batch) or central
+            (rows ``x + mu u, x - mu u`` interleaved).
+    """
+
+    def __init__(self, x: Tensor, *, smoothing: float, forward: bool) -> None:
+        self.smoothing, self.forward = smoothing, forward
+        self.center = x.new_tensor(float("nan"))
+        self.evaluations = self.rejected = self.kept = 0
+        self._finite_sum = x.new_zeros(())
+        self._finite_count = 0
+
+    def add(self, losses: Tensor, *, with_center: bool) -> tuple[Tensor, Tensor]:
+        """Account for one batch of losses; returns the quotients and which of them are usable."""
+        self.evaluations += losses.shape[0]
+        if with_center:
+            self.center, losses = losses[0], losses[1:]
+        if self.forward:
+            ok = torch.isfinite(losses)
+            coef = (losses - self.center) / self.smoothing
+            self.rejected += int((~ok).sum())
+        else:
+            pair = losses.reshape(-1, 2)
+            finite = torch.isfinite(pair)
+            ok = finite.all(dim=1)
+            coef = (pair[:, 0] - pair[:, 1]) / (2 * self.smoothing)
+            self.rejected += int((~finite).sum())
+            self._finite_sum += torch.where(finite, pair, 0).sum()
+            self._finite_count += int(finite.sum())
+        self.kept += int(ok.sum())
+        return torch.where(ok, coef, 0), ok
+
+    def estimate(self, grad: Tensor) -> Estimate:
+        """The finished estimate with ``grad`` (already scaled); zeros when nothing usable was seen."""
+        if self.forward:
+            loss = self.center
+            failed = self.kept == 0 or not bool(torch.isfinite(self.center))
+        else:
+            loss = self._finite_sum / self._finite_count if self._finite_count else self.center
+            failed = self.kept == 0
+        if failed:  # no usable direction: zero step, but keep f(x) when it is known (the centre may be fine)
+            return Estimate(torch.zeros_like(grad), loss, self.evaluations, self.rejected, used=0)
+        return Estimate(grad, loss, self.evaluations, self.rejected, used=self.kept)
+
+
 def _directions(distribution: str, count: int, x: Tensor, generator: torch.Generator) -> Tensor:
     """``count`` directions ``(count, D)`` in ``x``'s dtype and device."""
     u = torch.empty(count, x.shape[0], dtype=x.dtype, device=x.device)
@@ -141,7 +196,7 @@ def directional_estimate(
         An :class:`Estimate`. A direction whose perturbed loss (either one, for central differences) is
         NaN/inf is left out and ``grad`` averages over the kept directions; ``rejected`` counts the non-finite
         perturbed evaluations. If ``f(x)`` is non-finite (forward) or no direction is kept, ``grad`` is zeros
-        and ``loss`` is NaN — the caller decides what to do.
+        and ``used`` is 0 (``loss`` stays ``f(x)`` when that is known) — the caller decides what to do.
 
     Shapes:
         x: ``(D,)``; grad: ``(D,)``; loss: ``()``.
@@ -209,10 +264,7 @@ def _estimate(
 ) -> Estimate:
     d = x.shape[0]
     grad = torch.zeros_like(x)
-    kept = rejected = evaluations = 0
-    center = torch.tensor(float("nan"), dtype=x.dtype, device=x.device)
-    finite_sum = torch.zeros((), dtype=x.dtype, device=x.device)
-    finite_count = 0
+    differences = Differences(x, smoothing=smoothing, forward=forward)
     remaining = num_draws
     first = True
     while remaining > 0:
@@ -232,35 +284,12 @@ def _estimate(
             points = torch.stack([x + step, x - step], dim=1).reshape(-1, d)
         losses = evaluate_rows(objective, points)
         del points
-        evaluations += losses.shape[0]
-        if with_center:
-            center, losses = losses[0], losses[1:]
-        if forward:
-            ok = torch.isfinite(losses)
-            coef = (losses - center) / smoothing
-            rejected += int((~ok).sum())
-        else:
-            pair = losses.reshape(-1, 2)
-            finite = torch.isfinite(pair)
-            ok = finite.all(dim=1)
-            coef = (pair[:, 0] - pair[:, 1]) / (2 * smoothing)
-            rejected += int((~finite).sum())
-            finite_sum += torch.where(finite, pair, 0).sum()
-            finite_count += int(finite.sum())
-        kept += int(ok.sum())
-        grad += torch.where(ok, coef, 0) @ u
+        coef, _ = differences.add(losses, with_center=with_center)
+        grad += coef @ u
         first = False
 
-    if forward:
-        loss = center
-        failed = kept == 0 or not bool(torch.isfinite(center))
-    else:
-        loss = finite_sum / finite_count if finite_count else center
-        failed = kept == 0
-    if failed:  # no usable direction: zero step, but keep f(x) when it is known (the centre may be fine)
-        return Estimate(torch.zeros_like(x), loss, evaluations, rejected, used=0)
     scale = d if distribution == "sphere" else 1
-    return Estimate(grad * (scale / kept), loss, evaluations, rejected, used=kept)
+    return differences.estimate(grad * (scale / max(differences.kept, 1)))
 
 
 def gaussian(
