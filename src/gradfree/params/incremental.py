@@ -20,6 +20,7 @@ Gradient Free Sampling Based Approach For Training Deep Neural Networks", arXiv:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import weakref
 from typing import Any, NamedTuple
 
@@ -387,14 +388,11 @@ def _build(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> Coordinat
     spec = mlp_layers(module)
     if spec is not None and x.device.type == "cpu" and flat.device.type == "cpu":
         out_shape = (x.shape[0], spec[0][-1].out_features)
+        # Parameters outside the MLP's layers, or numba not installed: fall through to the next engine.
         if row_loss_kind(loss_fn, out_shape, y) is not None:
-            try:
+            with contextlib.suppress(ValueError, ImportError):
                 return MLPCoordinateEvaluator(flat, loss_fn, x, y)
-            except (ValueError, ImportError):  # parameters outside the MLP's layers; numba not installed
-                pass
     if sequential_stages(module) is not None:
-        try:
+        with contextlib.suppress(ValueError):  # a layer the torch engine cannot follow: use the reference
             return SequentialCoordinateEvaluator(flat, loss_fn, x, y)
-        except ValueError:
-            pass
     return None
