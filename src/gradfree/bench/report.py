@@ -180,7 +180,7 @@ def _overview(rows: Sequence[Row], ok: Sequence[Row]) -> str:
     text += ("One evaluation is one forward pass of one parameter vector over one batch; a backprop step counts "
              "one evaluation plus one backward pass; validation passes are not charged. Each run ends on the "
              f"weights of its best validation loss. Table cells are {SPREAD} (one value for one seed); wall time "
-             "is training time (validation included), without data loading and the final evaluation.")
+             "is training time: validation, checkpoints, data loading and the final evaluation are not counted.")
     return text
 
 
