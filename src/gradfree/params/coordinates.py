@@ -9,6 +9,7 @@ incremental engine (:mod:`gradfree.params.incremental`) recomputes only what a s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -78,6 +79,34 @@ class PopulationCoordinateEvaluator:
         tensor = self.flat.tensors[self.flat.slots.index(slot)]
         tensor.view(-1)[index - slot.offset] = value
         self._loss = loss
+
+
+class ChargedCoordinates:
+    """A :class:`CoordinateEvaluator` that hands every loss it spends (each charged evaluation) to
+    ``spend``: a run's counter records them, a hybrid's phase adds up their number."""
+
+    def __init__(self, inner: CoordinateEvaluator, spend: Callable[[Tensor], None]) -> None:
+        self.inner, self.spend = inner, spend
+        self.num_dims = inner.num_dims
+
+    @property
+    def evaluations(self) -> int:
+        return self.inner.evaluations
+
+    def loss(self) -> float:
+        before = self.inner.evaluations
+        value = self.inner.loss()
+        if self.inner.evaluations > before:
+            self.spend(torch.tensor([value]))
+        return value
+
+    def try_values(self, index: int, values: Tensor) -> Tensor:
+        losses = self.inner.try_values(index, values)
+        self.spend(losses)
+        return losses
+
+    def set_value(self, index: int, value: float, loss: float | None = None) -> None:
+        self.inner.set_value(index, value, loss)
 
 
 def coordinate_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator:

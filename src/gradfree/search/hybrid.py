@@ -25,35 +25,8 @@ from torch import Tensor
 
 from gradfree.errors import ConfigError
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER, build_optimizer, needs_gradient
-from gradfree.params.coordinates import CoordinateEvaluator
+from gradfree.params.coordinates import ChargedCoordinates
 from gradfree.search.evaluation import Closure
-
-
-class CountingEvaluator:
-    """A :class:`CoordinateEvaluator` that adds the evaluations it spends to ``charge``."""
-
-    def __init__(self, inner: CoordinateEvaluator, charge: Callable[[int], None]) -> None:
-        self.inner, self.charge = inner, charge
-        self.num_dims = inner.num_dims
-
-    @property
-    def evaluations(self) -> int:
-        return self.inner.evaluations
-
-    def loss(self) -> float:
-        before = self.inner.evaluations
-        value = self.inner.loss()
-        self.charge(self.inner.evaluations - before)
-        return value
-
-    def try_values(self, index: int, values: Tensor) -> Tensor:
-        before = self.inner.evaluations
-        losses = self.inner.try_values(index, values)
-        self.charge(self.inner.evaluations - before)
-        return losses
-
-    def set_value(self, index: int, value: float, loss: float | None = None) -> None:
-        self.inner.set_value(index, value, loss)
 
 
 class CountingClosure:
@@ -75,8 +48,8 @@ class CountingClosure:
 
             self.batch = batch
         if inner_coordinates is not None:
-            def coordinates(tensors: list[Tensor]) -> CountingEvaluator:
-                return CountingEvaluator(inner_coordinates(tensors), charge)
+            def coordinates(tensors: list[Tensor]) -> ChargedCoordinates:
+                return ChargedCoordinates(inner_coordinates(tensors), lambda losses: charge(losses.numel()))
 
             self.coordinates = coordinates
 

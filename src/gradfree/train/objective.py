@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gradfree.params.coordinates import CoordinateEvaluator, coordinate_evaluator
+from gradfree.params.coordinates import ChargedCoordinates, coordinate_evaluator
 from gradfree.params.flat import FlatParams
 from gradfree.params.population import LossFn, PopulationLoss
 
@@ -70,40 +70,13 @@ class BatchObjective:
         self.counter.record(loss.detach().reshape(1))
         return loss
 
-    def coordinates(self, tensors: list[Tensor]) -> CountedCoordinates:
+    def coordinates(self, tensors: list[Tensor]) -> ChargedCoordinates:
         """A single-coordinate evaluator over ``tensors`` on this batch, charging its evaluations here."""
         flat = self.populations.get(tensors).flat
-        return CountedCoordinates(coordinate_evaluator(flat, self.loss_fn, self.x, self.y), self.counter)
+        return ChargedCoordinates(coordinate_evaluator(flat, self.loss_fn, self.x, self.y), self.counter.record)
 
     def batch(self, vectors: Tensor, tensors: list[Tensor]) -> Tensor:
         """Losses ``(P,)`` of the flat ``vectors (P, D)`` written into ``tensors``, in one batched call."""
         losses = self.populations.get(tensors)(vectors, self.x, self.y)
         self.counter.record(losses)
         return losses
-
-
-class CountedCoordinates:
-    """A :class:`CoordinateEvaluator` whose evaluations (and non-finite losses) go into a run's counter."""
-
-    def __init__(self, inner: CoordinateEvaluator, counter: EvaluationCounter) -> None:
-        self.inner, self.counter = inner, counter
-        self.num_dims = inner.num_dims
-
-    @property
-    def evaluations(self) -> int:
-        return self.inner.evaluations
-
-    def loss(self) -> float:
-        before = self.inner.evaluations
-        value = self.inner.loss()
-        if self.inner.evaluations > before:
-            self.counter.record(torch.tensor([value]))
-        return value
-
-    def try_values(self, index: int, values: Tensor) -> Tensor:
-        losses = self.inner.try_values(index, values)
-        self.counter.record(losses)
-        return losses
-
-    def set_value(self, index: int, value: float, loss: float | None = None) -> None:
-        self.inner.set_value(index, value, loss)
