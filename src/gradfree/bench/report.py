@@ -289,7 +289,7 @@ def _figures(rows: Sequence[Row], out: Path, written: list[Path]) -> list[Block]
     add(plots.curves(rows, x_key="time", y_key="val_loss", x_label="training wall time (s)",
                      y_label=loss_name, title=f"{title_base}: validation loss vs wall time",
                      path=out / "loss_vs_time.png"),
-        "Validation loss against training wall time (validation time included).")
+        "Validation loss against training wall time (validation not counted).")
 
     sweep = _budget_sweep(rows)
     metric_key = "test_accuracy" if classification else "test_loss"
