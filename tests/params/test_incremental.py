@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Callable
 
 import pytest
@@ -19,18 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from gradfree.errors import ConfigError, DataError
+from gradfree.errors import DataError
 from gradfree.params import FlatParams
 from gradfree.params.coordinates import PopulationCoordinateEvaluator, coordinate_evaluator
-from gradfree.params.incremental import (
-    MAX_BLOCKS,
-    MIN_BLOCK_ROWS,
-    MLPCoordinateEvaluator,
-    clear_cache,
-    default_blocks,
-    incremental_evaluator,
-    mlp_layers,
-)
+from gradfree.params.incremental import MLPCoordinateEvaluator, clear_cache, incremental_evaluator, mlp_layers
 from gradfree.params.incremental_torch import SequentialCoordinateEvaluator, sequential_stages
 from gradfree.params.row_loss import mean_row_loss, row_loss_kind
 from gradfree.tasks.classification import ClassificationTask
@@ -123,40 +114,6 @@ def test_mnist_shaped_mlp_matches_forward_for_every_layer(background: float) -> 
                      exact_dtype=torch.float32)
 
 
-def test_row_blocks_on_threads_give_the_one_block_losses() -> None:
-    """The batch split into 1, 2 or 5 row blocks (each on its own thread): the same losses up to the float32
-    softmax copy's 1e-8, before and after accepts, and a forward pass's to 1e-5; a bad block count is refused."""
-    model = relu_mlp([784, 32, 10], seed=30)
-    x = sparse_images(301, 784, seed=31, background=-0.4242)
-    y = torch.randint(0, 10, (301,), generator=torch.Generator().manual_seed(32))
-    flat = FlatParams(model)
-    evs = [MLPCoordinateEvaluator(flat, F.cross_entropy, x, y, blocks=b) for b in (1, 2, 5)]
-    assert [len(ev.blocks) for ev in evs] == [1, 2, 5]
-    assert sum(b.x64.shape[0] for b in evs[2].blocks) == 301
-    g = torch.Generator().manual_seed(33)
-    for step in range(60):
-        index = int(torch.randint(flat.num_dims, (1,), generator=g))
-        w = float(flat.get()[index])
-        values = torch.tensor([w + 0.3, w - 0.3])
-        got = [ev.try_values(index, values) for ev in evs]
-        for other in got[1:]:
-            assert torch.allclose(other, got[0], rtol=0, atol=1e-8)  # blocks pick their own background
-        if step % 3 == 0:
-            for ev in evs:
-                ev.set_value(index, float(values[0]), float(got[0][0]))
-    assert evs[1].loss() == pytest.approx(evs[0].loss(), abs=1e-8)
-    assert evs[2].loss() == pytest.approx(forward_loss(model, F.cross_entropy, x, y), abs=1e-5)
-    with pytest.raises(ConfigError, match="blocks"):
-        MLPCoordinateEvaluator(flat, F.cross_entropy, x, y, blocks=0)
-
-
-def test_default_blocks_split_only_large_batches() -> None:
-    assert default_blocks(100) == 1
-    assert default_blocks(2 * MIN_BLOCK_ROWS - 1) == 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert default_blocks(100_000) == min(MAX_BLOCKS, cpus)
-
-
 def test_deeper_mixed_activation_stack_float64() -> None:
     """20-16-12-8-3 with tanh and relu, biases and none, float64: exact to 1e-8 (the float32 softmax copy of
     small cross-entropy steps; everything else is float64)."""
@@ -205,16 +162,14 @@ def test_bias_free_layers_and_head_only_subset() -> None:
 
 
 @pytest.mark.parametrize("refresh_every", [0, 50])
-@pytest.mark.parametrize("blocks", [1, 3])
-def test_caches_stay_exact_over_200_accepts(refresh_every: int, blocks: int) -> None:
+def test_caches_stay_exact_over_200_accepts(refresh_every: int) -> None:
     """A search-like sequence: try two values, keep the better when it improves; after 200 accepts (without
-    any refresh, and with one every 50; one row block and three on their own threads) the cached loss and
-    fresh candidates still match forward passes."""
+    any refresh, and with one every 50) the cached loss and fresh candidates still match forward passes."""
     model = relu_mlp([64, 24, 10], seed=17)
     x = sparse_images(150, 64, seed=18, background=-0.42)
     y = torch.randint(0, 10, (150,), generator=torch.Generator().manual_seed(19))
     flat = FlatParams(model)
-    ev = MLPCoordinateEvaluator(flat, F.cross_entropy, x, y, refresh_every=refresh_every, blocks=blocks)
+    ev = MLPCoordinateEvaluator(flat, F.cross_entropy, x, y, refresh_every=refresh_every)
     g = torch.Generator().manual_seed(20)
     accepted = 0
     while accepted < 200:
@@ -229,13 +184,12 @@ def test_caches_stay_exact_over_200_accepts(refresh_every: int, blocks: int) -> 
     assert ev.loss() == pytest.approx(forward_loss(model, F.cross_entropy, x, y, dtype=torch.float64), abs=1e-9)
     assert ev.loss() == pytest.approx(forward_loss(model, F.cross_entropy, x, y), abs=1e-5)
     check_candidates(ev, model, flat, F.cross_entropy, x, y, steps=15, scales=(0.05, 3.0), seed=21, atol=1e-8)
-    fresh = MLPCoordinateEvaluator(flat, F.cross_entropy, x, y, blocks=blocks)
-    for block, new in zip(ev.blocks, fresh.blocks, strict=True):
-        assert block.net[4] == pytest.approx(new.net[4], abs=1e-10)  # pre-activations
-        assert block.net[5] == pytest.approx(new.net[5], abs=1e-10)  # activations
-        for got, want in zip(block.outs[:5], new.outs[:5], strict=True):  # outputs, softmax (x2), lse, row losses
-            float32 = got.dtype.itemsize == 4  # the softmax copy: equal up to its own rounding
-            assert got == pytest.approx(want, rel=1e-6 if float32 else 0, abs=1e-12 if float32 else 1e-9)
+    fresh = MLPCoordinateEvaluator(flat, F.cross_entropy, x, y)
+    assert ev._net[4] == pytest.approx(fresh._net[4], abs=1e-10)  # pre-activations
+    assert ev._net[5] == pytest.approx(fresh._net[5], abs=1e-10)  # activations
+    for got, want in zip(ev._outs[:5], fresh._outs[:5], strict=True):  # outputs, softmax (x2), lse, row losses
+        float32 = got.dtype.itemsize == 4  # the softmax copy: equal up to its own rounding
+        assert got == pytest.approx(want, rel=1e-6 if float32 else 0, abs=1e-12 if float32 else 1e-9)
 
 
 def test_values_are_rounded_like_the_parameter_and_nonfinite_gives_nan() -> None:

@@ -16,9 +16,8 @@ the weight's tensor):
 
 One evaluation is one candidate value. The methods take turns, a chunk of calls each per round, until each
 has ``min_time`` seconds; a rate is the median over chunks. Rates are given per wall-clock second and per
-second of CPU time of the process (all its threads: the numba engine runs its row blocks on threads): on a
-shared machine the wall-clock rate falls with the load (the load average is printed), the CPU-time rate
-much less. Every engine's losses are compared with the module's
+second of CPU time of the measuring thread: on a shared machine the wall-clock rate falls with the load (the
+load average is printed), the CPU-time rate much less. Every engine's losses are compared with the module's
 own forward pass on a sample of the changes.
 """
 
@@ -41,7 +40,6 @@ from torch import Tensor, nn
 from gradfree.errors import ConfigError, GradfreeError
 from gradfree.params.coordinates import PopulationCoordinateEvaluator
 from gradfree.params.flat import FlatParams
-from gradfree.params.incremental import default_blocks
 
 MODEL = "mlp:784-32-10"
 TRAIN_IMAGES = 5000
@@ -131,9 +129,9 @@ def _time_rounds(fns: dict[str, tuple[Callable[[int], int], int]], *, min_time: 
     chunks: dict[str, list[tuple[int, float, float]]] = {name: [] for name in fns}
     while any(sum(c[1] for c in chunks[n]) < min_time or len(chunks[n]) < min_chunks for n in fns):
         for name, (run, calls) in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), time.thread_time()
             evaluations = run(calls)
-            chunks[name].append((evaluations, time.perf_counter() - wall, time.process_time() - cpu))
+            chunks[name].append((evaluations, time.perf_counter() - wall, time.thread_time() - cpu))
     return chunks
 
 
@@ -151,7 +149,7 @@ def _cycle(items: Sequence[tuple[int, Tensor]]) -> Callable[[], tuple[int, Tenso
 
 def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = (1, 2), min_time: float = 1.0,
                     min_chunks: int = 3, changes: int = 2000, check: int = 40,
-                    methods: Sequence[str] = METHODS, blocks: int | None = None) -> list[IncrementalRow]:
+                    methods: Sequence[str] = METHODS) -> list[IncrementalRow]:
     """Time every method of :data:`METHODS` on the 784-32-10 MLP (weights from ``seed``) and the batch.
 
     Args:
@@ -164,8 +162,6 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
         check: changes whose losses are compared with the module's forward pass.
         methods: the subset of :data:`METHODS` to run (``forward`` is always run: the others are compared
             with it).
-        blocks: row blocks (threads) of the numba engine (default: its own choice, see
-            :func:`~gradfree.params.incremental.default_blocks`).
 
     Returns:
         one :class:`IncrementalRow` per method and ``k`` (one for ``forward`` and ``numba-accept``).
@@ -185,7 +181,7 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
     engines: dict[str, Callable[[], object]] = {
         "reference": lambda: PopulationCoordinateEvaluator(flat, loss_fn, x, y),
         "torch-incr": lambda: SequentialCoordinateEvaluator(flat, loss_fn, x, y),
-        "numba-incr": lambda: MLPCoordinateEvaluator(flat, loss_fn, x, y, blocks=blocks),
+        "numba-incr": lambda: MLPCoordinateEvaluator(flat, loss_fn, x, y),
     }
     built = {name: make() for name, make in engines.items() if name in methods}
     rows: list[IncrementalRow] = []
@@ -214,7 +210,7 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
         ))
     if "numba-accept" in methods:
         rows.append(_time_accepts(flat, loss_fn, x, y, samples[ks[0]], min_time=min_time,
-                                  forward_rate=forward_rate, blocks=blocks))
+                                  forward_rate=forward_rate))
     return rows
 
 
@@ -286,14 +282,13 @@ def _max_abs_diffs(model: nn.Module, flat: FlatParams, loss_fn: Callable[[Tensor
 
 
 def _time_accepts(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
-                  items: list[tuple[int, Tensor]], *, min_time: float, forward_rate: float,
-                  blocks: int | None = None) -> IncrementalRow:
+                  items: list[tuple[int, Tensor]], *, min_time: float, forward_rate: float) -> IncrementalRow:
     """Accepts per second of the numba engine: each accept moves its weight by the change's step, ``+d`` on
     even passes over ``items`` and ``-d`` on odd ones (every accept is a real change, and the weights stay
     near their start); checked against a forward pass at the end."""
     from gradfree.params.incremental import MLPCoordinateEvaluator
 
-    ev = MLPCoordinateEvaluator(flat, loss_fn, x, y, blocks=blocks)
+    ev = MLPCoordinateEvaluator(flat, loss_fn, x, y)
     saved = flat.get()
     steps = [(index, float(values[0]) - float(saved[index])) for index, values in items]
     walls: list[float] = []
@@ -306,11 +301,11 @@ def _time_accepts(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor],
                 index, d = steps[j % len(steps)]
                 view, i = _element(flat, index)
                 batch.append((index, float(view[i].detach()) + (d if (j // len(steps)) % 2 == 0 else -d)))
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), time.thread_time()
             for index, value in batch:
                 ev.set_value(index, value, None)
             walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
+            cpus.append(time.thread_time() - cpu)
             done += len(batch)
         with torch.no_grad():
             diff = abs(ev.loss() - float(loss_fn(flat.module(x), y)))  # type: ignore[misc]
@@ -323,14 +318,14 @@ def _time_accepts(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor],
                           vs_forward=rate / forward_rate, max_abs_diff=diff)
 
 
-def environment(blocks: int) -> str:
+def environment() -> str:
     """Versions, threads and the machine's load, the context the numbers were taken in."""
     import numba
 
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (f"torch {torch.__version__} ({torch.get_num_threads()} threads), numba {numba.__version__} "
-            f"(engine: {blocks} row block{'s' if blocks > 1 else ''} on as many threads), "
-            f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load}")
+            f"(kernels single-threaded), python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+            f"load average {load}")
 
 
 def format_table(rows: Sequence[IncrementalRow]) -> str:
@@ -363,9 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch.set_num_threads (default 1: the engines run on one thread, and on a shared "
                              "machine a second torch thread can slow the forward pass down)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model and the changes (default 0)")
-    parser.add_argument("--blocks", type=int, default=None,
-                        help="row blocks of the numba engine, each on its own thread (default: 2 on a machine "
-                             "with 2 CPUs or more, else 1)")
     return parser
 
 
@@ -379,9 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads < 1:
         print("error: --threads must be >= 1", file=sys.stderr)
-        return 2
-    if args.blocks is not None and args.blocks < 1:
-        print("error: --blocks must be >= 1", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     if args.synthetic:
@@ -400,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                 + ("raw pixels in [0, 1]" if args.raw_pixels else "standardised as the task uses them")
                 + f" ({100 * zeros:.0f}% of entries at the blank value {float(x.min()):.3f})")
     try:
-        rows = run_incremental(x=x, y=y, seed=args.seed, ks=ks, min_time=args.min_time, blocks=args.blocks)
+        rows = run_incremental(x=x, y=y, seed=args.seed, ks=ks, min_time=args.min_time)
     except GradfreeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -415,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"K={k}: numba-incr / reference = {n.evals_per_s / ref.evals_per_s:.1f}x (wall), "
                   f"{n.cpu_evals_per_s / ref.cpu_evals_per_s:.1f}x (cpu); numba-incr / forward = "
                   f"{n.vs_forward:.1f}x")
-    print(environment(args.blocks or default_blocks(x.shape[0])))
+    print(environment())
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import os
 import weakref
 from typing import Any, NamedTuple
 
@@ -30,7 +29,6 @@ import torch
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
-from gradfree.params.block_pool import BlockPool
 from gradfree.params.coordinates import CoordinateEvaluator
 from gradfree.params.flat import FlatParams
 from gradfree.params.population import LossFn
@@ -115,21 +113,7 @@ class InputColumns(NamedTuple):
 
 
 _INPUTS: list[tuple[weakref.ref[Tensor], tuple[Any, ...], InputColumns]] = []
-_INPUTS_KEPT = 4
-"""Input columns kept: the row blocks of the last two batches."""
-
-MAX_BLOCKS = 2
-"""Most row blocks a batch is split into (each on its own thread). Two, whatever the machine, so that losses —
-summed per block, then over blocks — are the same bit for bit on every machine with two CPUs or more."""
-MIN_BLOCK_ROWS = 1024
-"""Fewest rows per block: below that a kernel call is too short to pay for a thread handoff."""
-
-
-def default_blocks(num_rows: int) -> int:
-    """Row blocks for a batch of ``num_rows``: :data:`MAX_BLOCKS` when every block gets at least
-    :data:`MIN_BLOCK_ROWS` rows and the machine has as many CPUs, else 1."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_BLOCKS, num_rows // MIN_BLOCK_ROWS, cpus))
+_INPUTS_KEPT = 2
 
 
 def _tensor_key(t: Tensor) -> tuple[Any, ...]:
@@ -137,19 +121,15 @@ def _tensor_key(t: Tensor) -> tuple[Any, ...]:
     return (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, t.device, t._version)
 
 
-def input_columns(x: Tensor, inputs: Tensor, rows: tuple[int, int] | None = None
-                  ) -> tuple[Tensor, tuple[np.ndarray, ...]]:
-    """:class:`InputColumns` of ``inputs[start:stop]`` (``inputs`` is ``x`` reshaped to ``(N, F)``, ``rows =
-    (start, stop)``, default all), as ``(x64, (colptr, rows, vals, beta))``; those of the last two batches'
-    blocks are kept (keyed by ``x`` itself, its version and the rows), so a full-batch search that asks for a
-    new evaluator every step builds them once."""
-    start, stop = rows if rows is not None else (0, inputs.shape[0])
-    key = (*_tensor_key(x), start, stop)
+def input_columns(x: Tensor, inputs: Tensor) -> tuple[Tensor, tuple[np.ndarray, ...]]:
+    """:class:`InputColumns` of ``inputs`` (``x`` reshaped to ``(N, F)``), as ``(x64, (colptr, rows, vals,
+    beta))``; the last two batches' are kept (keyed by ``x`` itself and its version), so a full-batch search
+    that asks for a new evaluator every step builds them once."""
     _INPUTS[:] = [entry for entry in _INPUTS if entry[0]() is not None]  # batches that are gone
-    for ref, kept, cols in _INPUTS:
-        if ref() is x and kept == key:
+    for ref, key, cols in _INPUTS:
+        if ref() is x and key == _tensor_key(x):
             return cols.x64, (cols.colptr, cols.rows, cols.vals, cols.beta)
-    x64 = inputs[start:stop].detach().to(torch.float64).contiguous()
+    x64 = inputs.detach().to(torch.float64).contiguous()
     if x64.shape[0] == 0:
         beta = torch.zeros(x64.shape[1], dtype=torch.float64)
     else:
@@ -161,91 +141,9 @@ def input_columns(x: Tensor, inputs: Tensor, rows: tuple[int, int] | None = None
     counts = torch.bincount(feature, minlength=x64.shape[1])
     colptr = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
     cols = InputColumns(x64, colptr.numpy(), row.to(torch.int32).numpy(), x64[row, feature].numpy(), beta.numpy())
-    _INPUTS.insert(0, (weakref.ref(x), key, cols))
+    _INPUTS.insert(0, (weakref.ref(x), _tensor_key(x), cols))
     del _INPUTS[_INPUTS_KEPT:]
     return cols.x64, (cols.colptr, cols.rows, cols.vals, cols.beta)
-
-
-class _Layout(NamedTuple):
-    """Where the weights live in the packed vector, shared by every block (see the kernels' module)."""
-
-    widths: np.ndarray
-    w_off: np.ndarray
-    b_off: np.ndarray
-    size: int
-    acts: np.ndarray
-    actp: np.ndarray
-
-
-class _RowBlock:
-    """Rows ``[start, stop)`` of the batch: their input columns, the caches of the current weights on them (own
-    copy of the packed weights), scratch for the kernels, and their summed row loss ``total``."""
-
-    def __init__(self, x: Tensor, inputs: Tensor, y: Tensor, rows: tuple[int, int], layout: _Layout,
-                 loss_kind: RowLoss, kernels: Any, softmax: Any) -> None:
-        self._kernels, self._softmax = kernels, softmax
-        self.x64, self.inp = input_columns(x, inputs, rows)
-        n, c = self.x64.shape[0], int(layout.widths[-1])
-        ce = loss_kind == "cross_entropy"
-        h_off, size = [], 0
-        for width in layout.widths[1:-1]:
-            h_off.append(size)
-            size += int(width) * n
-        self.wts = np.zeros(layout.size, dtype=np.float64)
-        self.net = (layout.widths, self.wts, layout.w_off, layout.b_off, np.zeros(size), np.zeros(size),
-                    np.asarray(h_off + [0], dtype=np.int64), layout.acts, layout.actp)
-        y = y[rows[0] : rows[1]].detach().cpu()
-        self.o = np.zeros((c, n))  # class-major, as every output-side cache
-        self.lrow = np.zeros(n)
-        self.outs = (self.o, np.zeros((c, n) if ce else (c, 0)), np.zeros((c, n) if ce else (c, 0), np.float32),
-                     np.zeros(n), self.lrow, y.to(torch.int32).numpy() if ce else np.zeros(0, np.int32),
-                     np.zeros((c, 0)) if ce else y.to(torch.float64).t().contiguous().numpy(),
-                     kernels.CROSS_ENTROPY if ce else kernels.SQUARED_ERROR)
-        self.work = self.workspace(2)
-        self.total = 0.0
-
-    def workspace(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scratch for up to ``k`` candidates per call: ``(floats (C + 1 + 2k, N), row marks (N,), gathered
-        rows (k, N))``."""
-        c, n = self.o.shape
-        return np.zeros((c + 1 + 2 * k, n)), np.zeros(n, dtype=np.uint8), np.zeros((k, n), dtype=np.int32)
-
-    def refresh(self, layers: list[tuple[Tensor, Tensor]]) -> None:
-        """Recompute every cache from ``layers`` (float64 weight and bias per Linear): one forward pass."""
-        widths, wts, w_off, b_off, zt, at, h_off, acts, actp = self.net
-        h = self.x64
-        n = h.shape[0]
-        for layer, (w, b) in enumerate(layers):
-            wts[w_off[layer] : w_off[layer] + w.numel()] = w.reshape(-1).numpy()
-            wts[b_off[layer] : b_off[layer] + b.numel()] = b.numpy()
-            z = torch.addmm(b, h, w.t())
-            if layer == len(layers) - 1:
-                self.o[...] = z.t().numpy()
-                break
-            start, stop = int(h_off[layer]), int(h_off[layer]) + w.shape[0] * n
-            zt[start:stop] = z.t().reshape(-1).numpy()
-            self._kernels.apply_activation(int(acts[layer]), float(actp[layer, 0]), float(actp[layer, 1]),
-                                           zt[start:stop], at[start:stop])
-            h = torch.from_numpy(at[start:stop]).view(w.shape[0], n).t()
-        self._kernels.all_row_stats(self.outs)
-        self.total = float(np.sum(self.lrow))
-
-    def try_sums(self, layer: int, j: int, i: int, pos: int, values: np.ndarray, round32: bool) -> np.ndarray:
-        """Summed row loss of the block per candidate value (NaN for a non-finite value)."""
-        if values.shape[0] > self.work[2].shape[0]:
-            self.work = self.workspace(values.shape[0])
-        sums = np.empty(values.shape[0])
-        self._softmax.try_values(layer, j, i, pos, values, round32, self.total, 1.0, sums, self.net, self.outs,
-                                 self.inp, self.work)
-        return sums
-
-    def apply(self, layer: int, j: int, i: int, value: float, rank1: bool) -> None:
-        """Set the weight and update the caches and ``total``."""
-        if rank1:
-            self._softmax.apply_rank1(layer, j, i, value, self.net, self.outs, self.inp, self.work)
-        else:
-            self._kernels.apply_weight(layer, j, i, value, self.net, self.outs, self.inp, self.work[0][0])
-        self.total = float(np.sum(self.lrow))
 
 
 class MLPCoordinateEvaluator:
@@ -257,9 +155,6 @@ class MLPCoordinateEvaluator:
         x, y: the batch (on the CPU).
         refresh_every: accepted changes after which every cache is recomputed from the weights, so that
             rounding in the incremental updates cannot build up over a long search (0: never).
-        blocks: row blocks the batch is split into, each evaluated on its own thread (default
-            :func:`default_blocks`: two from 2,048 rows on, on a machine with two CPUs or more). The loss is
-            summed per block, then over blocks: the same block count gives the same bits.
 
     One evaluation is charged per candidate value (and one for the first :meth:`loss`, and for the first
     :meth:`loss` after a :meth:`set_value` without ``loss``), as for the reference evaluator, though an
@@ -275,10 +170,11 @@ class MLPCoordinateEvaluator:
     """
 
     def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor, *,
-                 refresh_every: int = 10_000, blocks: int | None = None) -> None:
+                 refresh_every: int = 10_000) -> None:
         from gradfree.params import incremental_kernels as kernels
         from gradfree.params import incremental_softmax as softmax
 
+        self._kernels, self._softmax = kernels, softmax
         spec = mlp_layers(flat.module) if flat.module is not None else None
         if spec is None:
             raise ConfigError("not a plain MLP (Sequential of Flatten, Linear and activations)")
@@ -309,6 +205,7 @@ class MLPCoordinateEvaluator:
         inputs = x.reshape(x.shape[0], -1) if flatten else x
         if inputs.ndim != 2 or inputs.shape[1] != linears[0].in_features:
             raise ConfigError(f"inputs of shape {tuple(x.shape)} do not fit the first Linear layer")
+        self._x, self._inp = input_columns(x, inputs)
         self._source = (loss_fn, x, y, _tensor_key(x), _tensor_key(y))
         self._snapshot = {id(t): t.detach().clone() for lin in linears for t in (lin.weight, lin.bias)
                           if t is not None}
@@ -317,7 +214,8 @@ class MLPCoordinateEvaluator:
         if kind is None:
             raise ConfigError("the loss is not a recognised mean over rows (cross-entropy or squared error)")
         self.loss_kind: RowLoss = kind
-        self._norm = float(n) if kind == "cross_entropy" else float(n * c)
+        ce = kind == "cross_entropy"
+        self._norm = float(n) if ce else float(n * c)
         widths = [linears[0].in_features] + [lin.out_features for lin in linears]
         self._widths = np.asarray(widths, dtype=np.int64)
         w_off, b_off, size = [], [], 0
@@ -328,26 +226,54 @@ class MLPCoordinateEvaluator:
             size += lin.out_features
         self._w_off = np.asarray(w_off, dtype=np.int64)
         self._b_off = np.asarray(b_off, dtype=np.int64)
-        layout = _Layout(self._widths, self._w_off, self._b_off, size,
-                         np.asarray([getattr(kernels, a[0]) for a in acts], dtype=np.int64),
-                         np.asarray([[a[1], a[2]] for a in acts], dtype=np.float64).reshape(len(acts), 2))
-        count = default_blocks(n) if blocks is None else blocks
-        if not 1 <= count <= max(n, 1):
-            raise ConfigError(f"blocks must be between 1 and the batch's {n} rows, got {count}")
-        bounds = [round(n * b / count) for b in range(count + 1)]
-        self.blocks = [_RowBlock(x, inputs, y, (bounds[b], bounds[b + 1]), layout, kind, kernels, softmax)
-                       for b in range(count)]
-        self._pool = BlockPool(self.blocks)
+        self._wts = np.zeros(size, dtype=np.float64)
+        h_off, size = [], 0
+        for width in widths[1:-1]:
+            h_off.append(size)
+            size += width * n
+        hidden = (np.zeros(size), np.zeros(size), np.asarray(h_off + [0], dtype=np.int64))
+        acts_code = np.asarray([getattr(kernels, a[0]) for a in acts], dtype=np.int64)
+        acts_par = np.asarray([[a[1], a[2]] for a in acts], dtype=np.float64).reshape(len(acts), 2)
+        self._net = (self._widths, self._wts, self._w_off, self._b_off, *hidden, acts_code, acts_par)
+        y = y.detach().cpu()
+        self._o = np.zeros((c, n))  # class-major, as every output-side cache
+        self._lrow = np.zeros(n)
+        self._outs = (self._o, np.zeros((c, n) if ce else (c, 0)), np.zeros((c, n) if ce else (c, 0), np.float32),
+                      np.zeros(n), self._lrow, y.to(torch.int32).numpy() if ce else np.zeros(0, np.int32),
+                      np.zeros((c, 0)) if ce else y.to(torch.float64).t().contiguous().numpy(),
+                      kernels.CROSS_ENTROPY if ce else kernels.SQUARED_ERROR)
+        self._work = self._workspace(2)
         self.refresh()
+
+    def _workspace(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scratch for up to ``k`` candidates per call: ``(floats (C + 1 + 2k, N), row marks (N,), gathered
+        rows (k, N))``."""
+        c, n = self._o.shape
+        return np.zeros((c + 1 + 2 * k, n)), np.zeros(n, dtype=np.uint8), np.zeros((k, n), dtype=np.int32)
 
     @torch.no_grad()
     def refresh(self) -> None:
         """Recompute every cache from the module's current weights (one float64 forward pass)."""
-        layers = [(lin.weight.detach().to(torch.float64),
-                   lin.bias.detach().to(torch.float64) if lin.bias is not None
-                   else torch.zeros(lin.out_features, dtype=torch.float64)) for lin in self.linears]
-        self._pool.map(lambda block: block.refresh(layers))
-        self._sum = sum(block.total for block in self.blocks)
+        widths, wts, w_off, b_off, zt, at, h_off, acts, actp = self._net
+        h = self._x
+        n = h.shape[0]
+        for layer, lin in enumerate(self.linears):
+            w = lin.weight.detach().to(torch.float64)
+            wts[w_off[layer] : w_off[layer] + w.numel()] = w.reshape(-1).numpy()
+            b = (lin.bias.detach().to(torch.float64) if lin.bias is not None
+                 else torch.zeros(w.shape[0], dtype=torch.float64))
+            wts[b_off[layer] : b_off[layer] + b.numel()] = b.numpy()
+            z = torch.addmm(b, h, w.t())
+            if layer == len(self.linears) - 1:
+                self._o[...] = z.t().numpy()
+                break
+            start, stop = int(h_off[layer]), int(h_off[layer]) + w.shape[0] * n
+            zt[start:stop] = z.t().reshape(-1).numpy()
+            self._kernels.apply_activation(int(acts[layer]), float(actp[layer, 0]), float(actp[layer, 1]),
+                                           zt[start:stop], at[start:stop])
+            h = torch.from_numpy(at[start:stop]).view(w.shape[0], n).t()
+        self._kernels.all_row_stats(self._outs)
+        self._sum = float(np.sum(self._lrow))
 
     def matches(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> bool:
         """Whether this evaluator answers for ``(flat, loss_fn, x, y)`` as they are now: the same objects,
@@ -393,13 +319,13 @@ class MLPCoordinateEvaluator:
         vals = values.detach().cpu().numpy()
         if vals.dtype != np.float32 and vals.dtype != np.float64:
             vals = vals.astype(np.float64)
-        round32 = self._round32
-        sums = self._pool.map(lambda block: block.try_sums(layer, j, i, pos, vals, round32))
-        total = sums[0]
-        for part in sums[1:]:
-            total = total + part
+        losses = np.empty(vals.shape[0])
+        if vals.shape[0] > self._work[2].shape[0]:
+            self._work = self._workspace(vals.shape[0])
+        self._softmax.try_values(layer, j, i, pos, vals, self._round32, self._sum, self._norm, losses, self._net,
+                                 self._outs, self._inp, self._work)
         self.evaluations += int(vals.shape[0])
-        return torch.from_numpy(total / self._norm)
+        return torch.from_numpy(losses)
 
     @torch.no_grad()
     def set_value(self, index: int, value: float, loss: float | None = None) -> None:
@@ -411,9 +337,11 @@ class MLPCoordinateEvaluator:
         tensor[index - self._offsets[k]] = value
         stored = float(tensor[index - self._offsets[k]])  # rounded to the parameter's dtype
         self._snapshot[id(self.flat.tensors[k])].view(-1)[index - self._offsets[k]] = stored
-        rank1 = self.loss_kind == "cross_entropy" and layer == len(self.linears) - 2
-        self._pool.map(lambda block: block.apply(layer, j, i, stored, rank1))
-        self._sum = sum(block.total for block in self.blocks)
+        if self.loss_kind == "cross_entropy" and layer == len(self.linears) - 2:
+            self._softmax.apply_rank1(layer, j, i, stored, self._net, self._outs, self._inp, self._work)
+        else:
+            self._kernels.apply_weight(layer, j, i, stored, self._net, self._outs, self._inp, self._work[0][0])
+        self._sum = float(np.sum(self._lrow))
         self.accepted += 1
         if self.refresh_every > 0 and self.accepted % self.refresh_every == 0:
             self.refresh()

@@ -285,7 +285,7 @@ def try_rows(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, ne
         out[k] = total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def apply_weight(layer: int, j: int, i: int, value: float, net: tuple, outs: tuple,
                  inp: tuple, xcol: np.ndarray) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) to ``value`` and update the caches of every row the

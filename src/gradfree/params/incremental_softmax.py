@@ -287,7 +287,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
             out[k] = total[k]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tuple, inp: tuple,
                 work: tuple) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden layer to ``value`` and update the
@@ -480,7 +480,7 @@ def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, 
             out[k] = total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def try_values(layer: int, j: int, i: int, pos: int, values: np.ndarray, round32: bool, total: float,
                norm: float, losses: np.ndarray, net: tuple, outs: tuple, inp: tuple, work: tuple) -> None:
     """Losses ``losses[k]`` (the mean row loss) with weight ``W_layer[j, i]`` (``i < 0``: bias ``j``), at
