@@ -193,7 +193,10 @@ def test_desynced_replica_is_detected_and_rebuilt(pool: Any) -> None:
     traffic = pool.stats.generations[seen:]
     # start-up sync, then at generation 2 both replicas applied the returned losses, not the told ones
     assert [t.desyncs for t in traffic] == [0, 0, 2, 0]
-    assert [t.resyncs for t in traffic] == [2, 0, 2, 0]
+    # each is rebuilt once: in generation 2 if it gets another share of it, else with its first share of
+    # generation 3 (which actor scores the re-queued shares depends on timing)
+    assert [t.resyncs for t in traffic[:2]] == [2, 0]
+    assert traffic[2].resyncs >= 1 and traffic[2].resyncs + traffic[3].resyncs == 2
     assert torch.equal(remote.mean, local.mean)
 
 
