@@ -4,7 +4,9 @@ The budget counts objective evaluations (one forward pass of one parameter vecto
 backprop step counts as one evaluation, and its backward pass is recorded separately in ``backward``.
 Validation passes are monitoring and do not count against the budget, in evaluations or in time: the
 reported ``wall_time`` (and the ``time`` of each metrics row) is training time. A step may overshoot the budget by
-at most its own cost (the loop stops once the budget is reached); the exact count is reported.
+at most its own cost (the loop stops once the budget is reached); the exact count is reported. In a model
+with batch norm a zeroth-order step costs one more evaluation: the forward that moves the running statistics
+once, from the updated weights (see :mod:`gradfree.train.running_stats`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from gradfree.train.files import remove_stale_temporaries, save_json, save_torch
 from gradfree.train.metrics_log import MetricsLog
 from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 from gradfree.train.progress import Progress
+from gradfree.train.running_stats import RunningStats
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -117,6 +120,7 @@ class Trainer:
         self.counter = EvaluationCounter()
         self.order = BatchOrder(len(task.data.train), config.batch_size, seed=config.seed)
         self.populations = PopulationLosses(model, task.loss_fn)
+        self.running_stats = RunningStats(model)
         self.steps = 0
         self.elapsed = 0.0
         self.best_val = math.inf
@@ -201,7 +205,12 @@ class Trainer:
         if getattr(self.optimizer, "zeroth_order", False):
             closure = BatchObjective(self.model, self.task.loss_fn, x, y, populations=self.populations,
                                      counter=self.counter)
-            return float(self.optimizer.step(closure))  # type: ignore[arg-type]
+            if not self.running_stats:
+                return float(self.optimizer.step(closure))  # type: ignore[arg-type]
+            with self.running_stats.frozen():  # perturbed evaluations leave batch-norm statistics alone
+                step_loss = float(self.optimizer.step(closure))  # type: ignore[arg-type]
+            self.counter.record(self.task.loss_fn(self.running_stats.track(x), y).reshape(1))
+            return step_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.task.loss_fn(self.model(x), y)
         self.counter.record(loss.detach().reshape(1))
