@@ -12,7 +12,10 @@ the weight's tensor):
   unit carried through the network in torch);
 * ``numba-incr``  — :class:`~gradfree.params.incremental.MLPCoordinateEvaluator` (what
   :func:`~gradfree.params.coordinates.coordinate_evaluator` picks for this model);
-* ``numba-accept`` — :meth:`MLPCoordinateEvaluator.set_value`, accepts per second (one accept per call).
+* ``numba-accept`` — :meth:`MLPCoordinateEvaluator.set_value`, accepts per second (one accept per call);
+* ``numba-pass``  — :meth:`MLPCoordinateEvaluator.greedy_pass`, RSO's loop in one compiled call: for each of
+  200 distinct random weights, try ``w + d, w - d`` and keep the best of the three (the accepts are in the
+  time; the fraction of weights changed is printed, high from a random start and lower late in training).
 
 One evaluation is one candidate value. The methods take turns, a chunk of calls each per round, until each
 has ``min_time`` seconds; a rate is the median over chunks. Rates are given per wall-clock second and per
@@ -43,7 +46,7 @@ from gradfree.params.flat import FlatParams
 
 MODEL = "mlp:784-32-10"
 TRAIN_IMAGES = 5000
-METHODS = ("forward", "reference", "torch-incr", "numba-incr", "numba-accept")
+METHODS = ("forward", "reference", "torch-incr", "numba-incr", "numba-accept", "numba-pass")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class IncrementalRow:
         evals_per_s, cpu_evals_per_s: median over chunks of evaluations per wall / CPU second.
         vs_forward: ``evals_per_s`` over ``forward``'s (wall clock).
         max_abs_diff: largest ``|loss - forward loss|`` over the checked sample (NaN where not checked).
+        changed: for ``numba-pass``, the fraction of the weights tried that a pass changed (else NaN).
     """
 
     method: str
@@ -70,6 +74,7 @@ class IncrementalRow:
     cpu_evals_per_s: float
     vs_forward: float
     max_abs_diff: float
+    changed: float = math.nan
 
 
 def default_data_dir() -> Path:
@@ -211,6 +216,8 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
     if "numba-accept" in methods:
         rows.append(_time_accepts(flat, loss_fn, x, y, samples[ks[0]], min_time=min_time,
                                   forward_rate=forward_rate))
+    if "numba-pass" in methods:
+        rows.append(_time_passes(flat, loss_fn, x, y, seed=seed, min_time=min_time, forward_rate=forward_rate))
     return rows
 
 
@@ -318,6 +325,44 @@ def _time_accepts(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor],
                           vs_forward=rate / forward_rate, max_abs_diff=diff)
 
 
+def _time_passes(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *,
+                 seed: int, min_time: float, forward_rate: float, size: int = 200) -> IncrementalRow:
+    """Evaluations per second of the numba engine's greedy pass as RSO makes it: ``size`` distinct random
+    weights per pass, candidates ``w + d, w - d`` with ``d ~ N(0, std of the weight's tensor)``, the best of
+    the three kept; checked against a forward pass at the end, and the weights restored."""
+    from gradfree.params.incremental import MLPCoordinateEvaluator
+
+    ev = MLPCoordinateEvaluator(flat, loss_fn, x, y)
+    saved = flat.get()
+    stds = torch.cat([torch.full((s.numel,), float(t.detach().std()) if t.numel() > 1 else 0.1)
+                      for s, t in zip(flat.slots, flat.tensors, strict=True)]).double()
+    g = torch.Generator().manual_seed(seed)
+    walls: list[float] = []
+    cpus: list[float] = []
+    changed = done = 0
+    try:
+        while sum(walls) < min_time or len(walls) < 3:
+            indices = torch.randperm(flat.num_dims, generator=g)[:size]
+            w = flat.get().double()[indices]
+            d = torch.randn(size, generator=g, dtype=torch.float64) * stds[indices]
+            candidates = torch.stack([w + d, w - d], 1).to(flat.dtype)
+            wall, cpu = time.perf_counter(), time.thread_time()
+            choices = ev.greedy_pass(indices, candidates).choices
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.thread_time() - cpu)
+            changed += int((choices >= 0).sum())
+            done += size
+        with torch.no_grad():
+            diff = abs(ev.loss() - float(loss_fn(flat.module(x), y)))  # type: ignore[misc]
+    finally:
+        flat.set_(saved)
+    rate = statistics.median(2 * size / w for w in walls)
+    return IncrementalRow(method="numba-pass", k=2, calls=done, evaluations=2 * done, seconds=sum(walls),
+                          cpu_seconds=sum(cpus), evals_per_s=rate,
+                          cpu_evals_per_s=statistics.median(2 * size / max(c, 1e-9) for c in cpus),
+                          vs_forward=rate / forward_rate, max_abs_diff=diff, changed=changed / done)
+
+
 def environment() -> str:
     """Versions, threads and the machine's load, the context the numbers were taken in."""
     import numba
@@ -398,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
           "its tensor).")
     print(format_table(rows))
     by = {(r.method, r.k): r for r in rows}
+    if ("numba-pass", 2) in by:
+        print(f"numba-pass: one greedy_pass call per 200 weights (tries and accepts in the time); it changed "
+              f"{100 * by[('numba-pass', 2)].changed:.0f}% of the weights it tried.")
     for k in ks:
         if ("numba-incr", k) in by and ("reference", k) in by:
             n, ref = by[("numba-incr", k)], by[("reference", k)]

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
-from gradfree.params.coordinates import CoordinateEvaluator
+from gradfree.params.coordinates import CoordinateEvaluator, PassResult, check_pass
 from gradfree.params.flat import FlatParams
 from gradfree.params.population import LossFn
 from gradfree.params.row_loss import RowLoss, mean_row_loss, row_loss_kind
@@ -172,9 +172,10 @@ class MLPCoordinateEvaluator:
     def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor, *,
                  refresh_every: int = 10_000) -> None:
         from gradfree.params import incremental_kernels as kernels
+        from gradfree.params import incremental_pass as passes
         from gradfree.params import incremental_softmax as softmax
 
-        self._kernels, self._softmax = kernels, softmax
+        self._kernels, self._softmax, self._passes = kernels, softmax, passes
         spec = mlp_layers(flat.module) if flat.module is not None else None
         if spec is None:
             raise ConfigError("not a plain MLP (Sequential of Flatten, Linear and activations)")
@@ -202,6 +203,8 @@ class MLPCoordinateEvaluator:
             raise ConfigError(f"parameters {missing} are not Linear weights or biases of the MLP")
         self._slot_where = [where[id(t)] for t in flat.tensors]
         self._offsets = [s.offset for s in flat.slots]
+        self._slot_layer = np.asarray([w[0] for w in self._slot_where], dtype=np.int64)
+        self._slot_bias = np.asarray([w[1] for w in self._slot_where], dtype=np.bool_)
         inputs = x.reshape(x.shape[0], -1) if flatten else x
         if inputs.ndim != 2 or inputs.shape[1] != linears[0].in_features:
             raise ConfigError(f"inputs of shape {tuple(x.shape)} do not fit the first Linear layer")
@@ -273,7 +276,7 @@ class MLPCoordinateEvaluator:
                                            zt[start:stop], at[start:stop])
             h = torch.from_numpy(at[start:stop]).view(w.shape[0], n).t()
         self._kernels.all_row_stats(self._outs)
-        self._sum = float(np.sum(self._lrow))
+        self._sum = self._passes.row_sum(self._lrow)
 
     def matches(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> bool:
         """Whether this evaluator answers for ``(flat, loss_fn, x, y)`` as they are now: the same objects,
@@ -316,7 +319,9 @@ class MLPCoordinateEvaluator:
         NaN loss.
         """
         layer, j, i, pos = self._locate(index)
-        vals = values.detach().cpu().numpy()
+        # .numpy() directly where it may: detach() and cpu() cost a microsecond of a ~100 us call
+        vals = values.numpy() if values.device.type == "cpu" and not values.requires_grad else (
+            values.detach().cpu().numpy())
         if vals.dtype != np.float32 and vals.dtype != np.float64:
             vals = vals.astype(np.float64)
         losses = np.empty(vals.shape[0])
@@ -341,12 +346,68 @@ class MLPCoordinateEvaluator:
             self._softmax.apply_rank1(layer, j, i, stored, self._net, self._outs, self._inp, self._work)
         else:
             self._kernels.apply_weight(layer, j, i, stored, self._net, self._outs, self._inp, self._work[0][0])
-        self._sum = float(np.sum(self._lrow))
+        self._sum = self._passes.row_sum(self._lrow)
         self.accepted += 1
         if self.refresh_every > 0 and self.accepted % self.refresh_every == 0:
             self.refresh()
         if loss is None:
             self._charge = True
+
+
+    def _locate_many(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray]:
+        """:meth:`_locate` of many flat indices at once, and the slot (flat tensor) of each."""
+        slot = np.searchsorted(np.asarray(self._offsets), indices, side="right") - 1
+        layer, bias = self._slot_layer[slot], self._slot_bias[slot]
+        local = indices - np.asarray(self._offsets)[slot]
+        fan_in = self._widths[layer]
+        j = np.where(bias, local, local // fan_in)
+        i = np.where(bias, -1, local % fan_in)
+        pos = np.where(bias, self._b_off[layer], self._w_off[layer]) + local
+        return layer, j, i, pos, slot
+
+    @torch.no_grad()
+    def greedy_pass(self, indices: Tensor, candidates: Tensor, *, l2: float = 0.0,
+                    keep_current: bool = True) -> PassResult:
+        """See :meth:`~gradfree.params.coordinates.CoordinateEvaluator.greedy_pass`: the whole pass is one
+        compiled loop (:func:`gradfree.params.incremental_pass.greedy_pass`), broken only where the caches
+        are refreshed; its choices and losses equal those of :meth:`try_values` and :meth:`set_value` calls."""
+        idx = np.asarray(check_pass(indices, candidates, self.num_dims), dtype=np.int64)
+        cands = candidates.detach().cpu().to(self.flat.dtype).to(torch.float64).contiguous().numpy()
+        n, k = cands.shape
+        layers, js, iis, poss, slots = self._locate_many(idx)
+        losses = np.empty((n, k))
+        choices = np.full(n, -1, dtype=np.int64)
+        if k > self._work[2].shape[0]:
+            self._work = self._workspace(k)
+        rank1_layer = len(self.linears) - 2 if self.loss_kind == "cross_entropy" else -1
+        done = 0
+        while done < n:
+            limit = self.refresh_every - self.accepted % self.refresh_every if self.refresh_every > 0 else n + 1
+            start = done
+            done, accepts, self._sum = self._passes.greedy_pass(
+                start, layers, js, iis, poss, cands, keep_current, 0.5 * l2, self._round32, self._sum,
+                self._norm, losses, choices, limit, rank1_layer, self._net, self._outs, self._inp, self._work)
+            self._write(slice(start, done), idx, slots, cands, choices)
+            self.accepted += accepts
+            if self.refresh_every > 0 and accepts == limit:
+                self.refresh()
+        self.evaluations += n * k
+        return PassResult(torch.from_numpy(choices), torch.from_numpy(losses))
+
+    def _write(self, part: slice, idx: np.ndarray, slots: np.ndarray, cands: np.ndarray,
+               choices: np.ndarray) -> None:
+        """Write the values a pass chose for ``idx[part]`` into the module's tensors and the snapshot."""
+        taken = np.nonzero(choices[part] >= 0)[0] + (part.start or 0)
+        if taken.size == 0:
+            return
+        values = torch.from_numpy(cands[taken, choices[taken]])
+        local = torch.from_numpy(idx[taken] - np.asarray(self._offsets)[slots[taken]])
+        for k in np.unique(slots[taken]).tolist():
+            mine = torch.from_numpy(slots[taken] == k)
+            tensor = self.flat.tensors[k]
+            tensor.view(-1)[local[mine]] = values[mine].to(tensor.dtype)
+            self._snapshot[id(tensor)].view(-1)[local[mine]] = values[mine].to(tensor.dtype)
 
 
 def incremental_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator | None:

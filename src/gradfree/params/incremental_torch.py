@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
+from gradfree.params.coordinates import PassResult, greedy_pass_by_tries
 from gradfree.params.flat import FlatParams
 from gradfree.params.population import _ELEMENTWISE, LossFn
 from gradfree.params.row_loss import row_loss_kind
@@ -283,3 +284,9 @@ class SequentialCoordinateEvaluator:
         self.refresh(stage + 1)
         if loss is None:
             self._charge = True
+
+    def greedy_pass(self, indices: Tensor, candidates: Tensor, *, l2: float = 0.0,
+                    keep_current: bool = True) -> PassResult:
+        """See :meth:`~gradfree.params.coordinates.CoordinateEvaluator.greedy_pass` (one try and one
+        accept at a time)."""
+        return greedy_pass_by_tries(self, self.flat, indices, candidates, l2=l2, keep_current=keep_current)

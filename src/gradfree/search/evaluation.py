@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gradfree.params.coordinates import CoordinateEvaluator
+from gradfree.params.coordinates import CoordinateEvaluator, PassResult, greedy_pass_by_tries
 from gradfree.params.flat import FlatParams
 
 Closure = Callable[[], Tensor]
@@ -76,6 +76,11 @@ class ClosureCoordinates:
         view, i = self._element(index)
         view[i] = value
         self._loss = loss
+
+    def greedy_pass(self, indices: Tensor, candidates: Tensor, *, l2: float = 0.0,
+                    keep_current: bool = True) -> PassResult:
+        """See :meth:`~gradfree.params.coordinates.CoordinateEvaluator.greedy_pass` (closure calls)."""
+        return greedy_pass_by_tries(self, self.flat, indices, candidates, l2=l2, keep_current=keep_current)
 
 
 def coordinates_of(closure: Closure, flat: FlatParams) -> CoordinateEvaluator:

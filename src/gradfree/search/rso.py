@@ -39,8 +39,8 @@ sweep on the same batch: the loss of the current weights is then known after the
 each weight costs 2 evaluations (+1 per step). ``weights_per_step=1`` is the paper's schedule exactly. A
 step never crosses the end of a round, so one step has one standard deviation.
 
-Evaluations per step: ``1 + 2 k`` for ``k`` weights tried (``1 + 3 k`` with weight decay), all through the
-closure's coordinate evaluator, which the incremental engine makes cheap for MLPs.
+Evaluations per step: ``1 + 2 k`` for ``k`` weights tried (``1 + 3 k`` with weight decay), as one greedy pass
+of the closure's coordinate evaluator, which the incremental engine runs as one compiled loop for MLPs.
 """
 
 from __future__ import annotations
@@ -181,26 +181,14 @@ class RSO(SearchOptimizer):
         indices = sweep[self.position : stop]
         dtype = self._flat.dtype
         z = torch.randn(indices.numel(), generator=self._generator, device=self._flat.device, dtype=dtype)
-        deltas = (z.double().cpu() * scale[indices] * self.annealing()).tolist()
-        values = self._flat.get().cpu().tolist()
-        keep, half_l2 = 1.0 - self.weight_decay, 0.5 * self.l2
-        for index, delta in zip(indices.tolist(), deltas, strict=True):
-            w = values[index] * keep
-            offered = [w, w + delta, w - delta] if self.weight_decay else [w + delta, w - delta]
-            candidates = torch.tensor(offered, dtype=dtype, device=self._flat.device)
-            exact = candidates.tolist()  # the values as stored (rounded to the parameters' dtype)
-            losses = evaluator.try_values(index, candidates).tolist()
-            # With decay the undecayed weight is not a candidate (as in the authors' code); else w competes.
-            best, choice = (math.inf, -1) if self.weight_decay else (
-                evaluator.loss() + half_l2 * values[index] ** 2, -1)
-            for k, loss in enumerate(losses):
-                score = loss + half_l2 * exact[k] ** 2
-                if score < best:  # NaN never wins; a tie keeps the earlier candidate
-                    best, choice = score, k
-            if choice >= 0:
-                evaluator.set_value(index, exact[choice], losses[choice])
-                values[index] = exact[choice]
-                self.accepted += int(not (self.weight_decay and choice == 0))
+        deltas = z.double().cpu() * scale[indices] * self.annealing()
+        w = self._flat.get().cpu().double()[indices] * (1.0 - self.weight_decay)
+        # With decay the undecayed weight is not a candidate (as in the authors' code); else w competes.
+        offered = [w, w + deltas, w - deltas] if self.weight_decay else [w + deltas, w - deltas]
+        choices = evaluator.greedy_pass(indices, torch.stack(offered, 1).to(dtype), l2=self.l2,
+                                        keep_current=not self.weight_decay).choices
+        kept_decayed = int((choices == 0).sum()) if self.weight_decay else 0
+        self.accepted += int((choices >= 0).sum()) - kept_decayed
         self.position = stop
         if stop >= sweep.numel():
             self.position = 0
