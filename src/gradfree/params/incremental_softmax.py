@@ -36,6 +36,7 @@ from numba import njit
 
 from gradfree.params.incremental_kernels import (
     BIG,
+    RELU,
     act,
     input_column,
     log_product,
@@ -133,6 +134,59 @@ def _rank1_exact(o: np.ndarray, r: int, da: float, w: np.ndarray, y: np.ndarray,
 
 
 @njit(cache=True)
+def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarray, y: np.ndarray, cb0: float,
+                          cb1: float, fast0: bool, fast1: bool, s0: np.ndarray, s1: np.ndarray,
+                          rows_g: np.ndarray, da_k: np.ndarray, m0: int, m1: int) -> tuple[float, float, int, int]:
+    """The background rows of :func:`try_rank1` for two candidates and a ReLU unit, with the same arithmetic
+    as its general loop: rows active before and after join the log-product (the fast path) or, like rows
+    crossing the kink, the gathered rows ``rows_g[k]`` with their own change ``da_k[k]``.
+
+    Returns:
+        each candidate's summed loss change of the product rows, and its number of gathered rows (``m0``,
+        ``m1`` on entry: those gathered before).
+    """
+    pr0 = pr1 = 1.0
+    ys0 = ys1 = tot0 = tot1 = 0.0
+    n0 = n1 = 0
+    for r in range(n):
+        if mark[r] != 0:
+            continue
+        zo = ztj[r]
+        wy = w[y[r]]
+        if cb0 != 0.0:
+            zn = zo + cb0
+            if zo > 0.0 and zn > 0.0 and fast0:
+                pr0 *= 1.0 + s0[r]
+                ys0 += wy
+                n0 += 1
+                if n0 == 16:
+                    tot0 += math.log(pr0)
+                    pr0, n0 = 1.0, 0
+            elif zo > 0.0 or zn > 0.0:  # active on one side at least: a large step, or crossing the kink
+                da = cb0 if zo > 0.0 and zn > 0.0 else (zn if zn > 0.0 else 0.0) - (zo if zo > 0.0 else 0.0)
+                if da != 0.0:
+                    rows_g[0, m0] = r
+                    da_k[0, m0] = da
+                    m0 += 1
+        if cb1 != 0.0:
+            zn = zo + cb1
+            if zo > 0.0 and zn > 0.0 and fast1:
+                pr1 *= 1.0 + s1[r]
+                ys1 += wy
+                n1 += 1
+                if n1 == 16:
+                    tot1 += math.log(pr1)
+                    pr1, n1 = 1.0, 0
+            elif zo > 0.0 or zn > 0.0:
+                da = cb1 if zo > 0.0 and zn > 0.0 else (zn if zn > 0.0 else 0.0) - (zo if zo > 0.0 else 0.0)
+                if da != 0.0:
+                    rows_g[1, m1] = r
+                    da_k[1, m1] = da
+                    m1 += 1
+    return tot0 + math.log(pr0) - cb0 * ys0, tot1 + math.log(pr1) - cb1 * ys1, m0, m1
+
+
+@njit(cache=True)
 def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: tuple, outs: tuple,
               inp: tuple, work: tuple) -> None:
     """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
@@ -217,10 +271,16 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                         sk, uk = s_k[k], u[k, q]
                         for r in range(n):
                             sk[r] += pq[r] * uk
+        if kk == 2 and code == RELU:  # RSO's case, with accumulators the compiler keeps in registers
+            total[0], total[1], m[0], m[1] = _relu_background_pair(
+                n, mark, ztj, w, y, cb[0], cb[1], fast[0], fast[1], s_k[0], s_k[1], rows_g, da_k, m[0], m[1])
+            kk_rows = 0
+        else:
+            kk_rows = kk
         prod = np.ones(kk)
         ysum = np.zeros(kk)
         cnt = np.zeros(kk, dtype=np.int64)
-        for r in range(n):
+        for r in range(n if kk_rows else 0):
             if mark[r] != 0:
                 continue
             zo = ztj[r]
@@ -244,7 +304,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                         rows_g[k, m[k]] = r
                         da_k[k, m[k]] = da
                         m[k] += 1
-        for k in range(kk):
+        for k in range(kk_rows):
             total[k] += math.log(prod[k]) - cb[k] * ysum[k]
     for idx in range(start, stop):
         mark[rows[idx]] = 0
@@ -349,7 +409,31 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tupl
     # 2. background rows: all move by cb
     cb = delta * bg
     shared = cb != 0.0 and not dense and abs(cb) * wmax <= BIG
-    if cb != 0.0 and not dense:
+    if cb != 0.0 and not dense and code == RELU:  # the common case, with the activation written out
+        for r in range(n):
+            msk[r] = 0.0
+            if mark[r] != 0:
+                continue
+            zo = ztj[r]
+            zn = zo + cb
+            an = zn if zn > 0.0 else 0.0
+            ao = atj[r]
+            ztj[r] = zn
+            atj[r] = an
+            if zo > 0.0 and zn > 0.0:
+                if shared:
+                    msk[r] = 1.0
+                    continue
+                da = cb
+            elif zo > 0.0 or zn > 0.0:
+                da = an - ao
+            else:
+                continue
+            if da != 0.0:
+                own[m] = r
+                da_own[m] = da
+                m += 1
+    elif cb != 0.0 and not dense:
         for r in range(n):
             msk[r] = 0.0
             if mark[r] != 0:
