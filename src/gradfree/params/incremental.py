@@ -129,18 +129,11 @@ def input_columns(x: Tensor, inputs: Tensor) -> tuple[Tensor, tuple[np.ndarray, 
     for ref, key, cols in _INPUTS:
         if ref() is x and key == _tensor_key(x):
             return cols.x64, (cols.colptr, cols.rows, cols.vals, cols.beta)
+    from gradfree.params.incremental_kernels import input_csc
+
     x64 = inputs.detach().to(torch.float64).contiguous()
-    if x64.shape[0] == 0:
-        beta = torch.zeros(x64.shape[1], dtype=torch.float64)
-    else:
-        candidates = torch.stack([torch.zeros(x64.shape[1], dtype=torch.float64), x64.min(0).values,
-                                  x64.max(0).values])  # (3, F); ties keep the earlier (zero first)
-        counts = torch.stack([(x64 == c).sum(0) for c in candidates])
-        beta = candidates.gather(0, counts.argmax(0, keepdim=True))[0]
-    feature, row = (x64 != beta).t().nonzero(as_tuple=True)  # sorted by feature, then row
-    counts = torch.bincount(feature, minlength=x64.shape[1])
-    colptr = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
-    cols = InputColumns(x64, colptr.numpy(), row.to(torch.int32).numpy(), x64[row, feature].numpy(), beta.numpy())
+    colptr, rows, vals, beta = input_csc(x64.t().contiguous().numpy())
+    cols = InputColumns(x64, colptr, rows, vals, beta)
     _INPUTS.insert(0, (weakref.ref(x), _tensor_key(x), cols))
     del _INPUTS[_INPUTS_KEPT:]
     return cols.x64, (cols.colptr, cols.rows, cols.vals, cols.beta)
