@@ -69,6 +69,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the model, optimizer and batch order")
     p.add_argument("--train-subset", type=_positive_int, default=None,
                    help="seeded stratified subset of the training split (MNIST), e.g. 5000")
+    p.add_argument("--augment", default=None, metavar="SPEC",
+                   help="augment the training batches of image tasks, e.g. shift:1 or shift:4,hflip ("
+                        "shift:N moves each image by up to N pixels, hflip mirrors half of them); default none")
     p.add_argument("--out", default=None, help="output folder (metrics.jsonl, checkpoint.pt, result.json)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--data-dir", default=None, help="folder holding dataset files (else GRADFREE_DATA, cache)")
@@ -97,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
     spec = RunSpec(task=args.task, model=args.model, optimizer=args.optimizer, options=options,
                    budget=args.budget, time_limit=args.time_limit, batch_size=args.batch_size,
                    eval_every=args.eval_every, patience=args.patience, seed=args.seed,
-                   train_subset=args.train_subset, device=args.device)
+                   train_subset=args.train_subset, device=args.device, augment=args.augment)
     if args.ray_address is not None:
         from gradfree.run import train_on_ray
 

@@ -28,7 +28,7 @@ class RunSpec:
     """Everything that defines a run; two runs with equal specs give equal results (same device).
 
     The model is initialised from ``seed``, the optimizer's generator from ``seed + 1`` and the batch order
-    from ``seed + 2``: independent streams, none of them the global RNG.
+    and the augmentation from ``seed + 2``: independent streams, none of them the global RNG.
     """
 
     task: str = "digits"
@@ -43,6 +43,7 @@ class RunSpec:
     seed: int = 0
     train_subset: int | None = None
     device: str = "auto"
+    augment: str | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,7 +73,7 @@ def train_run(spec: RunSpec, *, out_dir: str | Path | None = None, resume: bool 
     optimizer = build_optimizer(spec.optimizer, model.parameters(), **options)
     config = TrainConfig(budget=spec.budget, time_limit=spec.time_limit, batch_size=spec.batch_size,
                          eval_every=spec.eval_every, patience=spec.patience, seed=spec.seed + 2,
-                         progress=progress)
+                         progress=progress, augment=spec.augment)
     run_config = {**asdict(spec), "model": model_spec, "device": str(device)}
     if out_dir is not None:
         out = Path(out_dir)
@@ -110,7 +111,8 @@ def train_on_ray(spec: RunSpec, *, address: str, actors: int | None = None, out_
     if spec.optimizer not in STRATEGIES:
         raise ConfigError(f"--ray-address needs a population strategy ({', '.join(STRATEGIES.names())}); "
                           f"{spec.optimizer!r} is not one")
-    unsupported = [name for name, value in (("--time", spec.time_limit), ("--patience", spec.patience)) if value]
+    unsupported = [name for name, value in (("--time", spec.time_limit), ("--patience", spec.patience),
+                                            ("--augment", spec.augment)) if value]
     if unsupported or spec.budget is None:
         raise ConfigError(f"with --ray-address give --budget; {', '.join(unsupported) or '--budget'} "
                           "is not supported there yet")

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradfree.data.augment import build_augmentation
 from gradfree.errors import ConfigError, NonFiniteLossError
 from gradfree.tasks.classification import ClassificationTask
 from gradfree.train.batches import BatchOrder
@@ -48,7 +49,9 @@ class TrainConfig:
         eval_every: evaluations between validations (and checkpoints).
         patience: stop after this many validations without a better validation loss (``None``: never).
         restore_best: end with the weights of the best validation.
-        seed: seeds the batch order (the model and optimizer take their own seeds).
+        seed: seeds the batch order and the augmentation (the model and optimizer take their own seeds).
+        augment: augmentation of the training batches, e.g. ``"shift:1"`` (see :mod:`gradfree.data.augment`);
+            ``None`` for none.
         progress: show a progress bar; ``None`` means only on a terminal.
     """
 
@@ -60,6 +63,7 @@ class TrainConfig:
     restore_best: bool = True
     seed: int = 0
     progress: bool | None = None
+    augment: str | None = None
 
     def __post_init__(self) -> None:
         if self.budget is None and self.time_limit is None:
@@ -121,6 +125,7 @@ class Trainer:
         self.order = BatchOrder(len(task.data.train), config.batch_size, seed=config.seed)
         self.populations = PopulationLosses(model, task.loss_fn)
         self.running_stats = RunningStats(model)
+        self.augmentation = build_augmentation(config.augment, task.data.train.x)
         self.steps = 0
         self.elapsed = 0.0
         self.best_val = math.inf
@@ -193,10 +198,13 @@ class Trainer:
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = self.order.next()
         train = self.task.data.train
-        if index is None:
-            return train.x, train.y
-        index = index.to(train.x.device)
-        return train.x[index], train.y[index]
+        x, y = (train.x, train.y) if index is None else (train.x[index.to(train.x.device)],
+                                                         train.y[index.to(train.x.device)])
+        if self.augmentation is not None:
+            # One stream per step, from the seed and the step number alone: a resumed run sees the same images.
+            generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.steps)
+            x = self.augmentation(x, generator)
+        return x, y
 
     def _step(self) -> float:
         x, y = self._batch()
@@ -294,9 +302,10 @@ class Trainer:
             ck = torch.load(path, map_location=self.task.data.train.x.device, weights_only=False)
         except Exception as exc:  # a corrupt file from outside: say which and what to do
             raise ConfigError(f"cannot read checkpoint {path}: {exc}. Delete it to start afresh.") from None
-        if ck["run_config"] != self.run_config:
-            changed = sorted(k for k in set(ck["run_config"]) | set(self.run_config)
-                             if ck["run_config"].get(k) != self.run_config.get(k))
+        # A setting missing from an older checkpoint counts as its default, None.
+        changed = sorted(k for k in set(ck["run_config"]) | set(self.run_config)
+                         if ck["run_config"].get(k) != self.run_config.get(k))
+        if changed:
             raise ConfigError(f"{path} was made with different settings ({', '.join(changed)}); resume with "
                               "the same arguments or use a new --out directory")
         self.model.load_state_dict(ck["model"])
