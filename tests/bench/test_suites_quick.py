@@ -1,7 +1,7 @@
 """Suites: every registered suite builds well-formed trials at every size from registered names; each vision suite
-(:mod:`gradfree.bench.suites_vision`) runs its quick size end to end (runner and report) on small generated data of
-the real shapes — CI has no MNIST or CIFAR-10. A ``shared_data`` test runs one real quick suite where the datasets
-are present."""
+(:mod:`gradfree.bench.suites_vision`) and mdp-mnist run their quick size end to end (runner and report) on small
+generated data of the real shapes — CI has no MNIST or CIFAR-10. A ``shared_data`` test runs one real quick suite
+where the datasets are present."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from gradfree.bench.suites import SIZES, Trial, load_suites
 
 SUITES = [entry.name for entry in load_suites()]
 VISION = [entry.name for entry in load_suites() if entry.item.__module__ == "gradfree.bench.suites_vision"]
+END_TO_END = [*VISION, "mdp-mnist"]
 
 FIXTURE_SHAPES: dict[str, tuple[int, ...]] = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
                                               "cifar10": (3, 32, 32), "mdp-mnist": (1, 28, 28)}
@@ -115,7 +116,7 @@ def test_suite_names_are_registered(suite: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suite", VISION)
+@pytest.mark.parametrize("suite", END_TO_END)
 def test_quick_suite_runs_end_to_end_on_fixture_data(suite: str, tmp_path: Path, fixture_data: None) -> None:
     from gradfree.bench.report import write_report
 

@@ -18,10 +18,14 @@ def test_mdp_mnist_gives_every_method_the_same_stopping_rule() -> None:
     full = suite("full")
     assert {t.spec.time_limit for t in full} == {118.0}
     kinds = {t.label: load_methods().entry(t.spec.optimizer).tags["kind"] for t in full}
-    assert kinds == {"rso": "zeroth-order", "zo-adam": "zeroth-order", "adam": "gradient", "adam+l2": "gradient"}
-    rso = next(t for t in full if t.label == "rso")
-    l2 = next(t for t in full if t.label == "adam+l2")
-    assert rso.spec.options["l2"] == l2.spec.options["weight_decay"]  # the same penalty for both
+    assert kinds == {"rso": "zeroth-order", "zo-adam": "zeroth-order", "adam": "gradient", "adam+l2": "gradient",
+                     "rso+shift": "zeroth-order", "adam+l2+shift": "gradient"}
+    by = {t.label: t.spec for t in full if t.spec.seed == 0}
+    assert by["rso"].options["l2"] == by["adam+l2"].options["weight_decay"]  # the same penalty for both
+    # The augmented pair: the same augmentation for both, and otherwise the settings of the pair without it.
+    assert by["rso+shift"].augment == by["adam+l2+shift"].augment == "shift:1"
+    assert {by[label].augment for label in ("rso", "zo-adam", "adam", "adam+l2")} == {None}
+    assert by["rso+shift"].options == by["rso"].options and by["adam+l2+shift"].options == by["adam+l2"].options
 
 
 def test_search_vs_gradient_is_at_equal_budget_on_the_regression_task() -> None:
