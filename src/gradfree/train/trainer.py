@@ -4,7 +4,8 @@ The budget counts objective evaluations (one forward pass of one parameter vecto
 backprop step counts as one evaluation, and its backward pass is recorded separately in ``backward``.
 Validation passes are monitoring and do not count against the budget, in evaluations or in time: the
 reported ``wall_time`` (and the ``time`` of each metrics row) is training time. A step may overshoot the budget by
-at most its own cost (the loop stops once the budget is reached); the exact count is reported. In a model
+at most its own cost (the loop stops once the budget is reached); the exact count is reported. A time limit
+is not overshot: the loop stops before a step that would end past it, judged by the recent steps. In a model
 with batch norm a zeroth-order step costs one more evaluation: the forward that moves the running statistics
 once, from the updated weights (see :mod:`gradfree.train.running_stats`).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ from gradfree.train.progress import Progress
 from gradfree.train.running_stats import RunningStats
 
 CHECKPOINT = "checkpoint.pt"
+STEP_TIMES_KEPT = 8
+"""Recent step durations the time limit looks at (enough for a search whose steps cycle through a few sizes;
+few enough that the first step's compilation is soon forgotten)."""
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 MAX_BAD_STEPS = 20  # consecutive non-finite backprop losses before a run gives up
@@ -44,7 +49,9 @@ class TrainConfig:
     Attributes:
         budget: evaluation budget (``None``: no limit, then ``time_limit`` must be set).
         time_limit: wall-clock budget in seconds of training: validation and checkpointing are not charged
-            (so methods that validate more often are not penalised); summed over resumed segments.
+            (so methods that validate more often are not penalised); summed over resumed segments. The run
+            stops before a step that would end past it, judging a step's time by the longest of the last
+            :data:`STEP_TIMES_KEPT` steps, so training time stays within the limit unless steps slow down.
         batch_size: rows per step; ``None`` for full batch.
         eval_every: evaluations between validations (and checkpoints).
         patience: stop after this many validations without a better validation loss (``None``: never).
@@ -154,6 +161,7 @@ class Trainer:
         segment_start = time.perf_counter()
         base_elapsed = self.elapsed
         monitoring = 0.0  # validation and checkpoint time in this segment: not charged to the time limit
+        step_times: deque[float] = deque(maxlen=STEP_TIMES_KEPT)
         try:
             while True:
                 self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
@@ -164,10 +172,12 @@ class Trainer:
                     if stop_early:
                         stopped = "early stopping"
                         break
-                if self._budget_spent():
+                if self._budget_spent(next_step=max(step_times, default=0.0)):
                     stopped = "budget" if self._evals_spent() else "time limit"
                     break
+                started = time.perf_counter()
                 loss = self._step()
+                step_times.append(time.perf_counter() - started)
                 self.steps += 1
                 if math.isfinite(loss):
                     bad_steps = 0
@@ -188,8 +198,10 @@ class Trainer:
         self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
         return self._finish(stopped)
 
-    def _budget_spent(self) -> bool:
-        over_time = self.config.time_limit is not None and self.elapsed >= self.config.time_limit
+    def _budget_spent(self, next_step: float = 0.0) -> bool:
+        """Whether the budget is spent, or the time limit would be passed by a step of ``next_step`` seconds."""
+        over_time = self.config.time_limit is not None and (
+            self.elapsed >= self.config.time_limit or self.elapsed + next_step > self.config.time_limit)
         return self._evals_spent() or over_time
 
     def _evals_spent(self) -> bool:
