@@ -346,7 +346,6 @@ class MLPCoordinateEvaluator:
         if loss is None:
             self._charge = True
 
-
     def _locate_many(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                          np.ndarray]:
         """:meth:`_locate` of many flat indices at once, and the slot (flat tensor) of each."""
