@@ -110,7 +110,8 @@ def _train(args: argparse.Namespace) -> int:
                                data_dir=args.data_dir, download=not args.no_download)
         final = summary["final"]
         print(f"{spec.optimizer} on {spec.task} (Ray): {summary['evaluations']} evaluations in "
-              f"{summary['wall_time']:.1f} s; " + "  ".join(f"{k} {v:.4f}" for k, v in final.items()))
+              f"{summary['wall_time']:.1f} s, stopped by {summary['stopped']}; "
+              + "  ".join(f"{k} {v:.4f}" for k, v in final.items()))
         return 0
     result = train_run(spec, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
                        download=not args.no_download, progress=False if args.no_progress else None)

@@ -97,8 +97,9 @@ def train_on_ray(spec: RunSpec, *, address: str, actors: int | None = None, out_
     Uses :func:`gradfree.distributed.train_strategy` with a :class:`~gradfree.distributed.RayEvaluator`
     (``address``: ``"local"`` starts a local Ray, ``"auto"`` joins the cluster of this node, or
     ``"ray://host:10001"``). The options ``popsize``, ``sigma`` and the strategy's hyper-parameters come from
-    ``spec.options``. Writes ``config.json`` and ``result.json`` into ``out_dir``; this path has no time
-    limit, early stopping or resume yet (the in-process trainer has them).
+    ``spec.options``. Writes ``config.json`` and ``result.json`` into ``out_dir``. The budget, the time limit
+    and early stopping (ending on the best validation's mean) work as in the in-process trainer; resume and
+    augmentation are not supported on this path yet.
 
     Returns:
         the result summary (evaluations, seconds, final metrics, history).
@@ -111,11 +112,10 @@ def train_on_ray(spec: RunSpec, *, address: str, actors: int | None = None, out_
     if spec.optimizer not in STRATEGIES:
         raise ConfigError(f"--ray-address needs a population strategy ({', '.join(STRATEGIES.names())}); "
                           f"{spec.optimizer!r} is not one")
-    unsupported = [name for name, value in (("--time", spec.time_limit), ("--patience", spec.patience),
-                                            ("--augment", spec.augment)) if value]
-    if unsupported or spec.budget is None:
-        raise ConfigError(f"with --ray-address give --budget; {', '.join(unsupported) or '--budget'} "
-                          "is not supported there yet")
+    if spec.augment:
+        raise ConfigError("--augment is not supported with --ray-address yet (the actors score fixed batches)")
+    if spec.budget is None and spec.time_limit is None:
+        raise ConfigError("with --ray-address give --budget, --time or both")
     if resolve_device(spec.device).type != "cpu":
         raise ConfigError("--ray-address trains on CPU actors; pass --device cpu")
     task = build_task(spec.task, data_dir=data_dir, seed=spec.seed, download=download,
@@ -134,10 +134,12 @@ def train_on_ray(spec: RunSpec, *, address: str, actors: int | None = None, out_
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out} already holds a run; choose a new --out")
         save_json({"config": run_config, "provenance": provenance("cpu")}, out / "config.json")
-    trained = train_strategy(model, task, spec.optimizer, budget=spec.budget, popsize=popsize, sigma=sigma,
-                             seed=seed, batch_size=spec.batch_size, eval_every=spec.eval_every, options=options,
-                             evaluator=partial(RayEvaluator, address=address, num_actors=actors))
-    summary = {"evaluations": trained.evaluations, "wall_time": trained.seconds, "final": trained.final,
+    trained = train_strategy(model, task, spec.optimizer, budget=spec.budget, time_limit=spec.time_limit,
+                             patience=spec.patience, restore_best=spec.patience is not None, popsize=popsize,
+                             sigma=sigma, seed=seed, batch_size=spec.batch_size, eval_every=spec.eval_every,
+                             options=options, evaluator=partial(RayEvaluator, address=address, num_actors=actors))
+    summary = {"evaluations": trained.evaluations, "wall_time": trained.seconds,
+               "training_time": trained.training_seconds, "stopped": trained.stopped, "final": trained.final,
                "history": trained.history}
     if out_dir is not None:
         save_json({"config": run_config, **summary}, Path(out_dir) / RESULT_FILE)

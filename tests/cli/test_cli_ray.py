@@ -24,6 +24,7 @@ def test_train_on_local_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         ray.shutdown()
     assert code == 0
     assert "open-es on digits (Ray): 400 evaluations" in capsys.readouterr().out
+    assert json.loads((out / "result.json").read_text())["stopped"] == "budget"
     result = json.loads((out / "result.json").read_text())
     assert result["evaluations"] == 400 and result["config"]["ray_address"] == "local"
     assert 0.0 <= result["final"]["test_accuracy"] <= 1.0
@@ -32,3 +33,9 @@ def test_train_on_local_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_ray_needs_a_strategy(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--optimizer", "zo-adam", "--budget", "100", "--ray-address", "local"]) == 2
     assert "needs a population strategy" in capsys.readouterr().err
+
+
+def test_ray_refuses_augmentation_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--optimizer", "open-es", "--budget", "100", "--ray-address", "local",
+                 "--task", "digits", "--augment", "shift:1"]) == 2
+    assert "--augment is not supported with --ray-address" in capsys.readouterr().err

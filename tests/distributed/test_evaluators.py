@@ -6,6 +6,7 @@ The Ray tests share one local Ray (2 CPUs) started by a module-scoped fixture an
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,6 +99,36 @@ def test_train_strategy_locally_improves_and_counts(digits_task: ClassificationT
     assert [r["evaluations"] for r in out.history] == [512, 1008, 1504]
     assert out.final["val_loss"] < 0.7 * before
     assert out.final["val_loss"] == pytest.approx(digits_task.evaluate(model, digits_task.data.val)["loss"])
+
+
+class SlowEvaluator(LocalEvaluator):
+    """A local evaluator whose generations take a tenth of a second."""
+
+    def evaluate(self, strategy: Any, *, step: int | None = None) -> torch.Tensor:
+        time.sleep(0.1)
+        return super().evaluate(strategy, step=step)
+
+
+def test_train_strategy_stops_inside_its_time_limit(digits_task: ClassificationTask) -> None:
+    out = train_strategy(build_model("mlp:64-16-10", seed=0), digits_task, "open-es", time_limit=0.45, popsize=8,
+                         eval_every=10**9, evaluator=SlowEvaluator)
+    assert out.stopped == "time limit"
+    assert 0.2 <= out.training_seconds <= 0.45  # it stops before a generation that would end past the limit
+    assert out.evaluations % 8 == 0 and out.evaluations >= 16
+
+
+def test_train_strategy_early_stopping_ends_on_the_best_mean(digits_task: ClassificationTask) -> None:
+    out = train_strategy(build_model("mlp:64-16-10", seed=0), digits_task, "open-es", budget=20_000, popsize=8,
+                         eval_every=8, patience=2, restore_best=True, options={"lr": 3.0})  # steps too large
+    assert out.stopped == "early stopping" and out.evaluations < 20_000
+    best = min(h["val_loss"] for h in out.history)
+    assert out.history[-1]["val_loss"] > best
+    assert out.final["val_loss"] == pytest.approx(best)
+
+
+def test_train_strategy_needs_a_budget_or_a_time_limit(digits_task: ClassificationTask) -> None:
+    with pytest.raises(ConfigError, match="budget, a time limit, or both"):
+        train_strategy(build_model("mlp:64-16-10", seed=0), digits_task, "open-es")
 
 
 def test_empty_ray_address_is_a_config_error() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from gradfree.errors import ConfigError
 from gradfree.params.flat import FlatParams
 from gradfree.strategies import STRATEGIES, Strategy
 from gradfree.tasks.classification import ClassificationTask
+from gradfree.train.trainer import STEP_TIMES_KEPT
 
 Callback = Callable[[Strategy, Tensor], None]
 """``fn(strategy, losses)`` after each tell."""
@@ -102,6 +104,8 @@ class StrategyTraining:
         final: validation and test loss/accuracy of the final mean.
         evaluations: members evaluated (counted at the driver); validation is monitoring and not counted.
         seconds: wall time of training (validation included).
+        stopped: why training ended: ``"budget"``, ``"time limit"`` or ``"early stopping"``.
+        training_seconds: wall time of the generations alone (what the time limit counts).
     """
 
     model: nn.Module
@@ -110,6 +114,8 @@ class StrategyTraining:
     final: dict[str, float]
     evaluations: int
     seconds: float
+    stopped: str = "budget"
+    training_seconds: float = 0.0
 
 
 def train_strategy(
@@ -117,7 +123,10 @@ def train_strategy(
     task: ClassificationTask,
     strategy: str | Strategy,
     *,
-    budget: int,
+    budget: int | None = None,
+    time_limit: float | None = None,
+    patience: int | None = None,
+    restore_best: bool = False,
     evaluator: EvaluatorFactory | Evaluator = LocalEvaluator,
     popsize: int = 32,
     sigma: float = 0.05,
@@ -132,7 +141,10 @@ def train_strategy(
 
     Each generation is scored on one mini-batch of the seeded order ``Problem.rows(generation)`` (the actors
     of a remote evaluator compute it themselves), or on the whole training set when ``batch_size`` is
-    ``None``. Training stops at the first generation that reaches ``budget`` evaluations (overshoot < P).
+    ``None``. Training stops at the first generation that reaches ``budget`` evaluations (overshoot < P),
+    before a generation that would end past ``time_limit`` (judged, as in the in-process trainer, by the longest
+    of the last few generations; validation is not counted), or after ``patience`` validations without a
+    better validation loss.
 
     Args:
         model: the module to train (CPU); its current parameters are the starting mean.
@@ -142,6 +154,9 @@ def train_strategy(
             **options)``; or a strategy already built for this model (then ``popsize``, ``sigma``, ``seed``
             and ``options`` are unused).
         budget: evaluation budget (one evaluation = one forward pass of one vector over one batch).
+        time_limit: seconds of training (validation excluded); at least one of ``budget`` and ``time_limit``.
+        patience: validations without a better validation loss before stopping (``None``: never).
+        restore_best: end on the mean of the best validation instead of the last mean.
         evaluator: a factory ``fn(problem) -> Evaluator`` (default :class:`LocalEvaluator`; for Ray e.g.
             ``functools.partial(RayEvaluator, address="auto")``) — the evaluator it builds is closed at the
             end — or an evaluator already built for this model and task's training set (left open).
@@ -154,8 +169,12 @@ def train_strategy(
     Returns:
         a :class:`StrategyTraining`.
     """
-    if budget <= 0 or eval_every <= 0:
-        raise ConfigError(f"budget and eval_every must be positive, got {budget} and {eval_every}")
+    if budget is None and time_limit is None:
+        raise ConfigError("give train_strategy an evaluation budget, a time limit, or both")
+    if (budget is not None and budget <= 0) or (time_limit is not None and time_limit <= 0) or eval_every <= 0 or (
+            patience is not None and patience <= 0):
+        raise ConfigError(f"budget, time_limit, eval_every and patience must be positive, got {budget}, "
+                          f"{time_limit}, {eval_every} and {patience}")
     train = task.data.train
     flat = FlatParams(model, include=include)
     if isinstance(strategy, str):
@@ -171,15 +190,24 @@ def train_strategy(
     start = time.perf_counter()
     history: list[dict[str, float]] = []
     evaluations, next_eval = 0, eval_every
+    training, stopped = 0.0, "budget"
+    recent: deque[float] = deque(maxlen=STEP_TIMES_KEPT)
+    best_loss, best_mean, bad = math.inf, None, 0
     try:
-        while evaluations < budget:
+        while budget is None or evaluations < budget:
+            if time_limit is not None and training + max(recent, default=0.0) > time_limit:
+                stopped = "time limit"
+                break
+            began = time.perf_counter()
             step = None if batch_size is None else strategy.generation
             losses = ev.evaluate(strategy, step=step)
             strategy.tell(losses)
             evaluations += int(losses.shape[0])
+            recent.append(time.perf_counter() - began)
+            training += recent[-1]
             if callback is not None:
                 callback(strategy, losses)
-            if evaluations >= next_eval or evaluations >= budget:
+            if evaluations >= next_eval or (budget is not None and evaluations >= budget):
                 while next_eval <= evaluations:
                     next_eval += eval_every
                 flat.set_(strategy.mean.to(flat.device, flat.dtype))
@@ -193,11 +221,20 @@ def train_strategy(
                     "val_accuracy": val["accuracy"],
                     "seconds": time.perf_counter() - start,
                 })
+                if val["loss"] < best_loss:
+                    best_loss, best_mean, bad = val["loss"], strategy.mean.detach().clone(), 0
+                else:
+                    bad += 1
+                    if patience is not None and bad >= patience:
+                        stopped = "early stopping"
+                        break
     finally:
         if owned:
             ev.close()
-    flat.set_(strategy.mean.to(flat.device, flat.dtype))
+    final_mean = best_mean if restore_best and best_mean is not None else strategy.mean
+    flat.set_(final_mean.to(flat.device, flat.dtype))
     val, test = task.evaluate(model, task.data.val), task.evaluate(model, task.data.test)
     final = {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
              "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
-    return StrategyTraining(model, strategy, history, final, evaluations, time.perf_counter() - start)
+    return StrategyTraining(model, strategy, history, final, evaluations, time.perf_counter() - start, stopped,
+                            training)
