@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from gradfree.errors import ConfigError
 from gradfree.params.flat import FlatParams
 from gradfree.strategies import STRATEGIES, Strategy
 from gradfree.tasks.classification import ClassificationTask
-from gradfree.train.trainer import STEP_TIMES_KEPT
+from gradfree.train.time_limit import RecentSteps
 
 Callback = Callable[[Strategy, Tensor], None]
 """``fn(strategy, losses)`` after each tell."""
@@ -191,11 +190,11 @@ def train_strategy(
     history: list[dict[str, float]] = []
     evaluations, next_eval = 0, eval_every
     training, stopped = 0.0, "budget"
-    recent: deque[float] = deque(maxlen=STEP_TIMES_KEPT)
+    recent = RecentSteps()
     best_loss, best_mean, bad = math.inf, None, 0
     try:
         while budget is None or evaluations < budget:
-            if time_limit is not None and training + max(recent, default=0.0) > time_limit:
+            if recent.next_ends_past(training, time_limit):
                 stopped = "time limit"
                 break
             began = time.perf_counter()
@@ -203,8 +202,9 @@ def train_strategy(
             losses = ev.evaluate(strategy, step=step)
             strategy.tell(losses)
             evaluations += int(losses.shape[0])
-            recent.append(time.perf_counter() - began)
-            training += recent[-1]
+            took = time.perf_counter() - began
+            recent.add(took)
+            training += took
             if callback is not None:
                 callback(strategy, losses)
             if evaluations >= next_eval or (budget is not None and evaluations >= budget):

@@ -85,12 +85,13 @@ def greedy_pass_by_tries(evaluator: CoordinateEvaluator, flat: FlatParams, indic
             cur = float(current[index])
             best = evaluator.loss() + half_l2 * cur * cur
         choice = -1
-        for k, loss in enumerate(tried.tolist()):
+        tried_list = tried.tolist()
+        for k, loss in enumerate(tried_list):
             score = loss + half_l2 * offered[k] * offered[k]
             if score < best:
                 best, choice = score, k
         if choice >= 0:
-            evaluator.set_value(index, offered[choice], float(tried[choice]))
+            evaluator.set_value(index, offered[choice], tried_list[choice])
             choices[t] = choice
     return PassResult(choices, losses)
 

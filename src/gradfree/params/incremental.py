@@ -196,6 +196,7 @@ class MLPCoordinateEvaluator:
             raise ConfigError(f"parameters {missing} are not Linear weights or biases of the MLP")
         self._slot_where = [where[id(t)] for t in flat.tensors]
         self._offsets = [s.offset for s in flat.slots]
+        self._offsets_np = np.asarray(self._offsets, dtype=np.int64)  # the same, for many indices at once
         self._slot_layer = np.asarray([w[0] for w in self._slot_where], dtype=np.int64)
         self._slot_bias = np.asarray([w[1] for w in self._slot_where], dtype=np.bool_)
         inputs = x.reshape(x.shape[0], -1) if flatten else x
@@ -349,9 +350,9 @@ class MLPCoordinateEvaluator:
     def _locate_many(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                          np.ndarray]:
         """:meth:`_locate` of many flat indices at once, and the slot (flat tensor) of each."""
-        slot = np.searchsorted(np.asarray(self._offsets), indices, side="right") - 1
+        slot = np.searchsorted(self._offsets_np, indices, side="right") - 1
         layer, bias = self._slot_layer[slot], self._slot_bias[slot]
-        local = indices - np.asarray(self._offsets)[slot]
+        local = indices - self._offsets_np[slot]
         fan_in = self._widths[layer]
         j = np.where(bias, local, local // fan_in)
         i = np.where(bias, -1, local % fan_in)
@@ -394,12 +395,13 @@ class MLPCoordinateEvaluator:
         if taken.size == 0:
             return
         values = torch.from_numpy(cands[taken, choices[taken]])
-        local = torch.from_numpy(idx[taken] - np.asarray(self._offsets)[slots[taken]])
+        local = torch.from_numpy(idx[taken] - self._offsets_np[slots[taken]])
         for k in np.unique(slots[taken]).tolist():
             mine = torch.from_numpy(slots[taken] == k)
             tensor = self.flat.tensors[k]
-            tensor.view(-1)[local[mine]] = values[mine].to(tensor.dtype)
-            self._snapshot[id(tensor)].view(-1)[local[mine]] = values[mine].to(tensor.dtype)
+            written = values[mine].to(tensor.dtype)
+            tensor.view(-1)[local[mine]] = written
+            self._snapshot[id(tensor)].view(-1)[local[mine]] = written
 
 
 def incremental_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator | None:

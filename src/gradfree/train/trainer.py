@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,9 @@ from gradfree.train.metrics_log import MetricsLog
 from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 from gradfree.train.progress import Progress
 from gradfree.train.running_stats import RunningStats
+from gradfree.train.time_limit import RecentSteps
 
 CHECKPOINT = "checkpoint.pt"
-STEP_TIMES_KEPT = 8
-"""Recent step durations the time limit looks at (enough for a search whose steps cycle through a few sizes;
-few enough that the first step's compilation is soon forgotten)."""
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 MAX_BAD_STEPS = 20  # consecutive non-finite backprop losses before a run gives up
@@ -51,7 +48,8 @@ class TrainConfig:
         time_limit: wall-clock budget in seconds of training: validation and checkpointing are not charged
             (so methods that validate more often are not penalised); summed over resumed segments. The run
             stops before a step that would end past it, judging a step's time by the longest of the last
-            :data:`STEP_TIMES_KEPT` steps, so training time stays within the limit unless steps slow down.
+            few (:mod:`gradfree.train.time_limit`), so training time stays within the limit unless steps
+            slow down.
         batch_size: rows per step; ``None`` for full batch.
         eval_every: evaluations between validations (and checkpoints).
         patience: stop after this many validations without a better validation loss (``None``: never).
@@ -161,7 +159,7 @@ class Trainer:
         segment_start = time.perf_counter()
         base_elapsed = self.elapsed
         monitoring = 0.0  # validation and checkpoint time in this segment: not charged to the time limit
-        step_times: deque[float] = deque(maxlen=STEP_TIMES_KEPT)
+        recent = RecentSteps()
         try:
             while True:
                 self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
@@ -172,12 +170,12 @@ class Trainer:
                     if stop_early:
                         stopped = "early stopping"
                         break
-                if self._budget_spent(next_step=max(step_times, default=0.0)):
+                if self._evals_spent() or recent.next_ends_past(self.elapsed, self.config.time_limit):
                     stopped = "budget" if self._evals_spent() else "time limit"
                     break
                 started = time.perf_counter()
                 loss = self._step()
-                step_times.append(time.perf_counter() - started)
+                recent.add(time.perf_counter() - started)
                 self.steps += 1
                 if math.isfinite(loss):
                     bad_steps = 0
@@ -198,20 +196,17 @@ class Trainer:
         self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
         return self._finish(stopped)
 
-    def _budget_spent(self, next_step: float = 0.0) -> bool:
-        """Whether the budget is spent, or the time limit would be passed by a step of ``next_step`` seconds."""
-        over_time = self.config.time_limit is not None and (
-            self.elapsed >= self.config.time_limit or self.elapsed + next_step > self.config.time_limit)
-        return self._evals_spent() or over_time
-
     def _evals_spent(self) -> bool:
         return self.config.budget is not None and self.counter.evaluations >= self.config.budget
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = self.order.next()
         train = self.task.data.train
-        x, y = (train.x, train.y) if index is None else (train.x[index.to(train.x.device)],
-                                                         train.y[index.to(train.x.device)])
+        if index is None:
+            x, y = train.x, train.y
+        else:
+            index = index.to(train.x.device)
+            x, y = train.x[index], train.y[index]
         if self.augmentation is not None:
             # One stream per step, from the seed and the step number alone: a resumed run sees the same images.
             generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.steps)
