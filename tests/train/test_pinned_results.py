@@ -1,0 +1,36 @@
+"""Bit-identical behaviour across refactors: final numbers of short digits runs, pinned as measured at 8cadd22.
+
+A change that alters any of these numbers changes what a seed computes: that is a change of behaviour, not a
+refactor, and must say so (and update the pins) in its own commit.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradfree.run import RunSpec, train_run
+
+# (optimizer, options, budget) -> (evaluations, train loss, val loss, test accuracy, best val loss)
+PINNED = {
+    "zo-adam": ({"lr": 1e-2, "num_directions": 8}, 3000,
+                (3006, 0.3107349629304847, 0.40525715862476064, 0.9222222222222223, 0.40525715862476064)),
+    "rso": ({"weights_per_step": 256}, 6000,
+            (6369, 0.9623502543773191, 0.9989216839038562, 0.8111111111111111, 0.9989216839038562)),
+    "sep-cma": ({"popsize": 16, "sigma": 0.05}, 3200,
+                (3200, 0.4093190265719214, 0.6149040795966443, 0.8416666666666667, 0.6685046777751784)),
+    "adam": ({"lr": 1e-2}, 1500,
+             (1500, 0.0006150972091200622, 0.1039440611942897, 0.9805555555555555, 0.1039440611942897)),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(PINNED))
+def test_digits_run_gives_the_pinned_numbers(optimizer: str) -> None:
+    options, budget, expected = PINNED[optimizer]
+    torch.set_num_threads(1)
+    spec = RunSpec(task="digits", optimizer=optimizer, options=options, budget=budget, batch_size=64,
+                   eval_every=750, seed=3)
+    result = train_run(spec, progress=False)
+    got = (result.evaluations, result.final["train_loss"], result.final["val_loss"],
+           result.final["test_accuracy"], result.best_val_loss)
+    assert got == expected
