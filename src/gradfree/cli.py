@@ -101,22 +101,12 @@ def _train(args: argparse.Namespace) -> int:
                    budget=args.budget, time_limit=args.time_limit, batch_size=args.batch_size,
                    eval_every=args.eval_every, patience=args.patience, seed=args.seed,
                    train_subset=args.train_subset, device=args.device, augment=args.augment)
-    if args.ray_address is not None:
-        from gradfree.run import train_on_ray
-
-        if args.resume:
-            raise GradfreeError("--resume is not supported with --ray-address yet")
-        summary = train_on_ray(spec, address=args.ray_address, actors=args.ray_actors, out_dir=args.out,
-                               data_dir=args.data_dir, download=not args.no_download)
-        final = summary["final"]
-        print(f"{spec.optimizer} on {spec.task} (Ray): {summary['evaluations']} evaluations in "
-              f"{summary['wall_time']:.1f} s, stopped by {summary['stopped']}; "
-              + "  ".join(f"{k} {v:.4f}" for k, v in final.items()))
-        return 0
     result = train_run(spec, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
-                       download=not args.no_download, progress=False if args.no_progress else None)
+                       download=not args.no_download, progress=False if args.no_progress else None,
+                       ray_address=args.ray_address, ray_actors=args.ray_actors)
     final = result.final
-    print(f"{spec.optimizer} on {spec.task}: stopped by {result.stopped} after {result.evaluations} evaluations "
+    where = " (generations on Ray)" if args.ray_address is not None else ""
+    print(f"{spec.optimizer} on {spec.task}{where}: stopped by {result.stopped} after {result.evaluations} evaluations "
           f"({result.backward} backward) in {result.wall_time:.1f} s")
     # The task's own metrics: accuracy for classification, rmse and r2 for regression.
     shown = ["train_loss"] + [k for k in final if k.startswith(("val_", "test_")) and not k.endswith("_loss")]

@@ -15,12 +15,13 @@ import torch
 
 from gradfree.errors import ConfigError
 from gradfree.models import build_model
-from gradfree.optim import build_optimizer
+from gradfree.optim import build_optimizer, optimizer_options
+from gradfree.optim.options import option_names
+from gradfree.strategies.optimizer import StrategyOptimizer
 from gradfree.tasks import build_task
 from gradfree.train import TrainConfig, Trainer, TrainResult
 from gradfree.train.files import save_json
 from gradfree.train.provenance import provenance
-from gradfree.train.trainer import RESULT as RESULT_FILE
 
 
 @dataclass
@@ -57,10 +58,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train_run(spec: RunSpec, *, out_dir: str | Path | None = None, resume: bool = False,
-              data_dir: str | Path | None = None, download: bool = True,
-              progress: bool | None = None) -> TrainResult:
-    """Build and train the run ``spec``; with ``resume`` continue the checkpoint in ``out_dir``."""
+              data_dir: str | Path | None = None, download: bool = True, progress: bool | None = None,
+              ray_address: str | None = None, ray_actors: int | None = None) -> TrainResult:
+    """Build and train the run ``spec``; with ``resume`` continue the checkpoint in ``out_dir``.
+
+    With ``ray_address`` (``"local"`` starts a local Ray, ``"auto"`` joins the cluster of this node, or
+    ``"ray://host:10001"``) a population strategy's generations are scored on a pool of Ray actors
+    (:class:`~gradfree.distributed.RayEvaluator`, ``ray_actors`` of them); everything else — batches,
+    augmentation, validation, early stopping, checkpoints, resume, budgets and time limits — is the same
+    trainer, so the run gives the same numbers as in-process.
+    """
     device = resolve_device(spec.device)
+    if ray_address is not None and device.type != "cpu":
+        raise ConfigError("--ray-address trains on CPU actors; pass --device cpu")
     task = build_task(spec.task, data_dir=data_dir, seed=spec.seed, download=download,
                       train_subset=spec.train_subset)
     task.data = task.data.to(device)
@@ -71,6 +81,11 @@ def train_run(spec: RunSpec, *, out_dir: str | Path | None = None, resume: bool 
     if "seed" not in options and _takes_seed(spec.optimizer):
         options["seed"] = spec.seed + 1
     optimizer = build_optimizer(spec.optimizer, model.parameters(), **options)
+    if ray_address is not None and not isinstance(optimizer, StrategyOptimizer):
+        from gradfree.strategies import STRATEGIES
+
+        raise ConfigError(f"--ray-address needs a population strategy ({', '.join(STRATEGIES.names())}); "
+                          f"{spec.optimizer!r} is not one")
     config = TrainConfig(budget=spec.budget, time_limit=spec.time_limit, batch_size=spec.batch_size,
                          eval_every=spec.eval_every, patience=spec.patience, seed=spec.seed + 2,
                          progress=progress, augment=spec.augment)
@@ -79,68 +94,22 @@ def train_run(spec: RunSpec, *, out_dir: str | Path | None = None, resume: bool 
         out = Path(out_dir)
         if out.exists() and any(out.iterdir()) and not resume:
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
-        save_json({"config": run_config, "provenance": provenance(device)}, out / "config.json")
+        save_json({"config": run_config, "provenance": provenance(device),
+                   **({"ray": {"address": ray_address, "actors": ray_actors}} if ray_address else {})},
+                  out / "config.json")
     trainer = Trainer(task, model, optimizer, config, out_dir=out_dir, run_config=run_config)
-    return trainer.fit(resume=resume)
+    if ray_address is None:
+        return trainer.fit(resume=resume)
+    from gradfree.distributed.ray_evaluator import RayEvaluator
+
+    assert isinstance(optimizer, StrategyOptimizer)
+    with RayEvaluator(trainer.problem(), address=ray_address, num_actors=ray_actors) as evaluator:
+        optimizer.use_evaluator(evaluator)
+        try:
+            return trainer.fit(resume=resume)
+        finally:
+            optimizer.use_evaluator(None)
 
 
 def _takes_seed(optimizer: str) -> bool:
-    from gradfree.optim.registry import needs_gradient
-
-    return not needs_gradient(optimizer)
-
-
-def train_on_ray(spec: RunSpec, *, address: str, actors: int | None = None, out_dir: str | Path | None = None,
-                 data_dir: str | Path | None = None, download: bool = True) -> dict[str, Any]:
-    """Train ``spec`` with a population strategy whose generations are scored on a Ray cluster.
-
-    Uses :func:`gradfree.distributed.train_strategy` with a :class:`~gradfree.distributed.RayEvaluator`
-    (``address``: ``"local"`` starts a local Ray, ``"auto"`` joins the cluster of this node, or
-    ``"ray://host:10001"``). The options ``popsize``, ``sigma`` and the strategy's hyper-parameters come from
-    ``spec.options``. Writes ``config.json`` and ``result.json`` into ``out_dir``. The budget, the time limit
-    and early stopping (ending on the best validation's mean) work as in the in-process trainer; resume and
-    augmentation are not supported on this path yet.
-
-    Returns:
-        the result summary (evaluations, seconds, final metrics, history).
-    """
-    from functools import partial
-
-    from gradfree.distributed import RayEvaluator, train_strategy
-    from gradfree.strategies import STRATEGIES
-
-    if spec.optimizer not in STRATEGIES:
-        raise ConfigError(f"--ray-address needs a population strategy ({', '.join(STRATEGIES.names())}); "
-                          f"{spec.optimizer!r} is not one")
-    if spec.augment:
-        raise ConfigError("--augment is not supported with --ray-address yet (the actors score fixed batches)")
-    if spec.budget is None and spec.time_limit is None:
-        raise ConfigError("with --ray-address give --budget, --time or both")
-    if resolve_device(spec.device).type != "cpu":
-        raise ConfigError("--ray-address trains on CPU actors; pass --device cpu")
-    task = build_task(spec.task, data_dir=data_dir, seed=spec.seed, download=download,
-                      train_subset=spec.train_subset)
-    model_spec = spec.model or task.default_model
-    model = build_model(model_spec, seed=spec.seed, input_shape=task.data.input_shape,
-                        num_classes=task.data.num_classes)
-    options = dict(spec.options)
-    popsize = int(options.pop("popsize", 32))
-    sigma = float(options.pop("sigma", 0.05))
-    seed = int(options.pop("seed", spec.seed + 1))
-    run_config = {**asdict(spec), "model": model_spec, "device": "cpu", "ray_address": address,
-                  "ray_actors": actors}
-    if out_dir is not None:
-        out = Path(out_dir)
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"{out} already holds a run; choose a new --out")
-        save_json({"config": run_config, "provenance": provenance("cpu")}, out / "config.json")
-    trained = train_strategy(model, task, spec.optimizer, budget=spec.budget, time_limit=spec.time_limit,
-                             patience=spec.patience, restore_best=spec.patience is not None, popsize=popsize,
-                             sigma=sigma, seed=seed, batch_size=spec.batch_size, eval_every=spec.eval_every,
-                             options=options, evaluator=partial(RayEvaluator, address=address, num_actors=actors))
-    summary = {"evaluations": trained.evaluations, "wall_time": trained.seconds,
-               "training_time": trained.training_seconds, "stopped": trained.stopped, "final": trained.final,
-               "history": trained.history}
-    if out_dir is not None:
-        save_json({"config": run_config, **summary}, Path(out_dir) / RESULT_FILE)
-    return summary
+    return "seed" in option_names(optimizer_options(optimizer))

@@ -46,10 +46,16 @@ def _row(label: str, seed: int, *, scale: float = 1.0, group: str = "", budget: 
                      "seed": seed, "train_subset": None, "device": "cpu"},
             "notes": {"budget": "equal evaluations"}, "status": "ok", "evaluations": budget, "backward": 0,
             "rejected": 0, "steps": budget // per_step, "wall_time": 2.5 * scale, "stopped": "budget",
-            "best_val_loss": 0.4, "final": final,
+            "monitor": "loss", "best_val": 0.4, "headline": _headline(regression), "final": final,
             "history": _history(scale, evals=budget, accuracy=not regression, per_step=per_step), "error": None,
             "provenance": {"torch": "2.x", "git_revision": "abc", "device": "cpu", "gradfree": "0.1.0"},
             "started_at": "2026-01-01T00:00:00+00:00"}
+
+
+def _headline(regression: bool) -> dict[str, Any]:
+    if regression:
+        return {"name": "r2", "higher_is_better": True, "label": "R²", "percent": False}
+    return {"name": "accuracy", "higher_is_better": True, "label": "accuracy", "percent": True}
 
 
 def _failed(label: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def test_a_shift_moves_each_image_by_its_own_offset_within_range() -> None:
     x = _dots(200)
     aug = build_augmentation("shift:2", x)
     assert aug is not None
-    out = aug(x, torch.Generator().manual_seed(0))
+    out = aug.images(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and torch.equal(x, _dots(200))  # the input is left alone
     moves = set()
     for image in out:
@@ -45,7 +45,9 @@ def test_a_shift_moves_each_image_by_its_own_offset_within_range() -> None:
 def test_uncovered_pixels_take_each_channels_blank_value() -> None:
     x = _dots(50)
     x[:, 1] += 10.0  # channel 1's blank is 9, its corner pixel 15
-    out = build_augmentation("shift:3", x)(x, torch.Generator().manual_seed(1))  # type: ignore[misc]
+    augmentation = build_augmentation("shift:3", x)
+    assert augmentation is not None
+    out = augmentation.images(x, torch.Generator().manual_seed(1))
     assert set(out[:, 0].unique().tolist()) == {-1.0, 3.0}
     assert set(out[:, 1].unique().tolist()) <= {9.0, 15.0}
 
@@ -54,12 +56,12 @@ def test_hflip_mirrors_about_half_and_is_seeded() -> None:
     x = torch.arange(400 * 5, dtype=torch.float32).view(400, 1, 1, 5)
     aug = build_augmentation("hflip", x)
     assert aug is not None
-    a, b = aug(x, torch.Generator().manual_seed(2)), aug(x, torch.Generator().manual_seed(2))
+    a, b = aug.images(x, torch.Generator().manual_seed(2)), aug.images(x, torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
     flipped = (a != x).any(dim=(1, 2, 3))
     assert torch.equal(a[flipped], x[flipped].flip(-1)) and torch.equal(a[~flipped], x[~flipped])
     assert 150 < int(flipped.sum()) < 250
-    assert not torch.equal(aug(x, torch.Generator().manual_seed(3)), a)
+    assert not torch.equal(aug.images(x, torch.Generator().manual_seed(3)), a)
 
 
 @pytest.mark.parametrize("spec, message", [("shift", "unknown augmentation"), ("shift:0", "unknown augmentation"),

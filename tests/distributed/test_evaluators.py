@@ -15,11 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from gradfree.data.digits import load_digits
-from gradfree.distributed import LocalEvaluator, Problem, evolve, state_digest, train_strategy
+from gradfree.distributed import LocalEvaluator, Problem, evolve, state_digest
 from gradfree.errors import ConfigError
 from gradfree.models import build_model
+from gradfree.optim import build_optimizer
 from gradfree.strategies import STRATEGIES, Strategy
+from gradfree.strategies.optimizer import StrategyOptimizer
 from gradfree.tasks import ClassificationTask
+from gradfree.train import TrainConfig, Trainer
 
 POPSIZE, GENERATIONS = 8, 5
 
@@ -31,8 +34,8 @@ def digits_task() -> ClassificationTask:
 
 def make_problem(task: ClassificationTask, spec: str = "mlp:64-16-10", *, batch_size: int | None = 64) -> Problem:
     model = build_model(spec, seed=0)
-    return Problem(model, F.cross_entropy, task.data.train.x, task.data.train.y, batch_size=batch_size,
-                   batch_seed=1)
+    return Problem.of(model, F.cross_entropy, task.data.train.x, task.data.train.y, batch_size=batch_size,
+                      batch_seed=1)
 
 
 def make_strategy(name: str, problem: Problem, **hyper: Any) -> Strategy:
@@ -48,7 +51,8 @@ def test_rows_are_a_pure_seeded_function_of_the_step(digits_task: Classification
     assert epoch0.unique().numel() == per_epoch * 100  # no row twice within an epoch
     assert torch.equal(problem.rows(3), problem.rows(3))  # type: ignore[arg-type]
     assert not torch.equal(problem.rows(per_epoch), problem.rows(0))  # type: ignore[arg-type]  # a new epoch
-    other = Problem(problem.model, F.cross_entropy, problem.x, problem.y, batch_size=100, batch_seed=2)
+    split = problem.batches.split
+    other = Problem.of(problem.model, F.cross_entropy, split.x, split.y, batch_size=100, batch_seed=2)
     assert not torch.equal(other.rows(0), problem.rows(0))  # type: ignore[arg-type]
     assert problem.rows(None) is None
     assert make_problem(digits_task, batch_size=None).rows(5) is None
@@ -89,16 +93,33 @@ def test_state_digest_sees_one_bit() -> None:
     assert state_digest(state) != state_digest(strategy.state_dict())
 
 
-def test_train_strategy_locally_improves_and_counts(digits_task: ClassificationTask) -> None:
+def _trainer(task: ClassificationTask, *, budget: int | None = None, time_limit: float | None = None,
+             eval_every: int = 500, patience: int | None = None, batch_size: int | None = 128,
+             **options: Any) -> tuple[Trainer, StrategyOptimizer]:
     model = build_model("mlp:64-16-10", seed=0)
-    before = digits_task.evaluate(model, digits_task.data.val)["loss"]
-    out = train_strategy(model, digits_task, "open-es", budget=1500, popsize=16, sigma=0.05, seed=0,
-                         batch_size=128, eval_every=500, options={"lr": 0.03})
-    assert out.model is model
-    assert 1500 <= out.evaluations < 1500 + 16 and out.evaluations == out.strategy.evaluations
-    assert [r["evaluations"] for r in out.history] == [512, 1008, 1504]
-    assert out.final["val_loss"] < 0.7 * before
-    assert out.final["val_loss"] == pytest.approx(digits_task.evaluate(model, digits_task.data.val)["loss"])
+    optimizer = build_optimizer("open-es", model.parameters(), seed=0, **options)
+    assert isinstance(optimizer, StrategyOptimizer)
+    config = TrainConfig(budget=budget, time_limit=time_limit, batch_size=batch_size, eval_every=eval_every,
+                         patience=patience, progress=False)
+    return Trainer(task, model, optimizer, config), optimizer
+
+
+def test_the_trainer_scores_generations_on_an_evaluator_of_its_own_problem(digits_task: ClassificationTask) -> None:
+    """An evaluator built from the trainer's problem scores each generation on the trainer's batch: the run equals
+    the in-process one, counted the same."""
+    runs = []
+    for use_evaluator in (False, True):
+        trainer, optimizer = _trainer(digits_task, budget=1500, popsize=16, sigma=0.05, lr=0.03)
+        evaluator = LocalEvaluator(trainer.problem())
+        if use_evaluator:
+            optimizer.use_evaluator(evaluator)
+        runs.append((trainer.fit(), optimizer, evaluator))
+    (local, local_opt, _), (remote, remote_opt, evaluator) = runs
+    assert 1500 <= remote.evaluations < 1500 + 16 and remote.evaluations == remote_opt.strategy.evaluations
+    assert evaluator.evaluations == remote.evaluations
+    assert [r["evaluations"] for r in remote.history if r["kind"] == "val"] == [0, 512, 1008, 1504]
+    assert torch.equal(remote_opt.strategy.mean, local_opt.strategy.mean)
+    assert remote.final == local.final and remote.final["val_loss"] < 0.7 * local.history[0]["val_loss"]
 
 
 class SlowEvaluator(LocalEvaluator):
@@ -109,26 +130,34 @@ class SlowEvaluator(LocalEvaluator):
         return super().evaluate(strategy, step=step)
 
 
-def test_train_strategy_stops_inside_its_time_limit(digits_task: ClassificationTask) -> None:
-    out = train_strategy(build_model("mlp:64-16-10", seed=0), digits_task, "open-es", time_limit=0.45, popsize=8,
-                         eval_every=10**9, evaluator=SlowEvaluator)
+def test_a_run_on_an_evaluator_stops_inside_its_time_limit(digits_task: ClassificationTask) -> None:
+    trainer, optimizer = _trainer(digits_task, time_limit=0.45, eval_every=10**9, popsize=8)
+    optimizer.use_evaluator(SlowEvaluator(trainer.problem()))
+    out = trainer.fit()
     assert out.stopped == "time limit"
-    assert 0.2 <= out.training_seconds <= 0.45  # it stops before a generation that would end past the limit
+    assert 0.2 <= out.wall_time <= 0.45  # it stops before a generation that would end past the limit
     assert out.evaluations % 8 == 0 and out.evaluations >= 16
 
 
-def test_train_strategy_early_stopping_ends_on_the_best_mean(digits_task: ClassificationTask) -> None:
-    out = train_strategy(build_model("mlp:64-16-10", seed=0), digits_task, "open-es", budget=20_000, popsize=8,
-                         eval_every=8, patience=2, restore_best=True, options={"lr": 3.0})  # steps too large
+def test_early_stopping_on_an_evaluator_ends_on_the_best_mean(digits_task: ClassificationTask) -> None:
+    trainer, optimizer = _trainer(digits_task, budget=20_000, eval_every=8, patience=2, popsize=8, lr=3.0)
+    optimizer.use_evaluator(LocalEvaluator(trainer.problem()))
+    out = trainer.fit()  # steps too large: validation soon stops improving
     assert out.stopped == "early stopping" and out.evaluations < 20_000
-    best = min(h["val_loss"] for h in out.history)
-    assert out.history[-1]["val_loss"] > best
-    assert out.final["val_loss"] == pytest.approx(best)
+    val = [h["val_loss"] for h in out.history if h["kind"] == "val"]
+    assert val[-1] > min(val) and out.final["val_loss"] == pytest.approx(min(val))
 
 
-def test_train_strategy_needs_a_budget_or_a_time_limit(digits_task: ClassificationTask) -> None:
-    with pytest.raises(ConfigError, match="budget, a time limit, or both"):
-        train_strategy(build_model("mlp:64-16-10", seed=0), digits_task, "open-es")
+def test_an_evaluator_needs_the_trainers_closure_and_unscaled_groups(digits_task: ClassificationTask) -> None:
+    trainer, optimizer = _trainer(digits_task, budget=100, popsize=8)
+    optimizer.use_evaluator(LocalEvaluator(trainer.problem()))
+    with pytest.raises(ConfigError, match="trainer's closure"):
+        optimizer.step(lambda: torch.tensor(0.0))
+    model = build_model("mlp:64-16-10", seed=0)
+    scaled = build_optimizer("sep-cma", [{"params": [model[1].weight], "lr": 0.5}, {"params": [model[1].bias]}])
+    assert isinstance(scaled, StrategyOptimizer)
+    with pytest.raises(ConfigError, match="no per-group scaling"):
+        scaled.use_evaluator(LocalEvaluator(trainer.problem()))
 
 
 def test_empty_ray_address_is_a_config_error() -> None:
@@ -231,33 +260,25 @@ def test_desynced_replica_is_detected_and_rebuilt(pool: Any) -> None:
     assert torch.equal(remote.mean, local.mean)
 
 
-def test_train_strategy_on_ray_equals_local(pool: Any, digits_task: ClassificationTask) -> None:
-    runs = []
-    for evaluator in (LocalEvaluator(pool.problem), pool):
-        model = build_model("mlp:64-16-10", seed=0)
-        runs.append(train_strategy(model, digits_task, "open-es", budget=240, popsize=8, batch_size=64,
-                                   eval_every=80, evaluator=evaluator))
-    local, remote = runs
-    assert remote.evaluations == local.evaluations == 240
-    torch.testing.assert_close(remote.strategy.mean, local.strategy.mean, rtol=0, atol=1e-6)
-    assert [r["val_loss"] for r in remote.history] == pytest.approx([r["val_loss"] for r in local.history])
-
-
-def test_train_strategy_builds_and_closes_a_ray_evaluator(ray_session: Any, digits_task: ClassificationTask) -> None:
+def test_a_run_on_ray_equals_the_run_in_process(ray_session: Any, digits_task: ClassificationTask) -> None:
     from gradfree.distributed import RayEvaluator
 
-    built: list[Any] = []
-
-    def factory(problem: Problem) -> Any:
-        built.append(RayEvaluator(problem, num_actors=1, num_cpus_per_actor=0.5))
-        return built[-1]
-
-    out = train_strategy(build_model("mlp:64-16-10", seed=0), digits_task, "open-es", budget=64, popsize=8,
-                         batch_size=None, eval_every=32, evaluator=factory)
-    assert out.evaluations == 64 and len(out.history) == 2
-    assert built[0].problem.batch_size is None and built[0].evaluations == 64
-    with pytest.raises(ConfigError, match="closed"):
-        built[0].evaluate(out.strategy)
+    runs = []
+    for on_ray in (False, True):
+        trainer, optimizer = _trainer(digits_task, budget=240, eval_every=80, batch_size=64, popsize=8)
+        if not on_ray:
+            runs.append((trainer.fit(), optimizer))
+            continue
+        with RayEvaluator(trainer.problem(), num_actors=2, num_cpus_per_actor=0.5) as evaluator:
+            optimizer.use_evaluator(evaluator)
+            runs.append((trainer.fit(), optimizer))
+        assert evaluator.evaluations == 240
+        with pytest.raises(ConfigError, match="closed"):
+            evaluator.evaluate(optimizer.strategy)
+    (local, local_opt), (remote, remote_opt) = runs
+    assert remote.evaluations == local.evaluations == 240
+    assert torch.equal(remote_opt.strategy.mean, local_opt.strategy.mean)
+    assert [r.get("val_loss") for r in remote.history] == [r.get("val_loss") for r in local.history]
 
 
 def test_perf_ray_command_prints_both_tables(pool: Any, capsys: pytest.CaptureFixture[str]) -> None:

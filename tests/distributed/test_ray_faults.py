@@ -47,7 +47,7 @@ def ray_session() -> Iterator[Any]:
 def problem(loss: Callable[[Tensor, Tensor], Tensor]) -> Problem:
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(200, 20, generator=gen), torch.randint(0, 5, (200,), generator=gen)
-    return Problem(build_model("mlp:20-8-5", seed=0), loss, x, y, batch_size=50, batch_seed=0)
+    return Problem.of(build_model("mlp:20-8-5", seed=0), loss, x, y, batch_size=50, batch_seed=0)
 
 
 def strategy(p: Problem, name: str = "open-es") -> Strategy:

@@ -12,8 +12,9 @@ from torch import Tensor, nn
 
 from gradfree.data.splits import DataSplits, Split
 from gradfree.models import build_model
+from gradfree.objective.population import PopulationLoss
 from gradfree.optim import build_optimizer
-from gradfree.params import FlatParams, PopulationLoss
+from gradfree.params import FlatParams
 from gradfree.tasks import ClassificationTask
 from gradfree.train import TrainConfig, Trainer
 

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from gradfree.data.splits import DataSplits
 from gradfree.errors import ConfigError
 from gradfree.models import MODELS, build_model
+from gradfree.objective.population import PopulationLoss
 from gradfree.optim import build_optimizer
-from gradfree.params import FlatParams, PopulationLoss
+from gradfree.params import FlatParams
 from gradfree.run import RunSpec, train_run
 from gradfree.tasks import TASKS, build_task
 from gradfree.train import TrainConfig, Trainer

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradfree.objective.counter import EvaluationCounter
+from gradfree.objective.parameters import ParameterObjective, PopulationCache
 from gradfree.optim import build_optimizer, needs_gradient
 from gradfree.optim.registry import GRADIENT, ZEROTH_ORDER, load_methods
-from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 
 
 @dataclass(frozen=True)
@@ -310,17 +311,17 @@ def test_batch_closure_equals_plain_closure(name: str, make: Callable[[], nn.Mod
     batch_model = make()
     batch_opt = build_optimizer(name, batch_model.parameters(), **options)
     counter = EvaluationCounter()
-    objective = BatchObjective(batch_model, F.mse_loss, x, y, populations=PopulationLosses(batch_model, F.mse_loss),
+    objective = ParameterObjective(batch_model, F.mse_loss, x, y, populations=PopulationCache(batch_model, F.mse_loss),
                                counter=counter)
     batches = 0
-    original = objective.batch
+    original = objective.population
 
     def counting_batch(vectors: Tensor, tensors: list[Tensor]) -> Tensor:
         nonlocal batches
         batches += 1
         return original(vectors, tensors)
 
-    objective.batch = counting_batch
+    objective.population = counting_batch  # type: ignore[method-assign]
     for _ in range(steps):
         loss_plain = plain_opt.step(plain)
         loss_batch = batch_opt.step(objective)

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
-from gradfree.params import FlatParams
-from gradfree.params.coordinates import (
+from gradfree.objective.coordinates import (
     ChargedCoordinates,
     PopulationCoordinateEvaluator,
     greedy_pass_by_tries,
 )
+from gradfree.params import FlatParams
 from gradfree.params.incremental import MLPCoordinateEvaluator, clear_cache
 from gradfree.params.incremental_torch import SequentialCoordinateEvaluator
 

@@ -19,11 +19,17 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from gradfree.errors import DataError
+from gradfree.objective.coordinates import PopulationCoordinateEvaluator
+from gradfree.objective.row_loss import mean_row_loss, row_loss_kind
 from gradfree.params import FlatParams
-from gradfree.params.coordinates import PopulationCoordinateEvaluator, coordinate_evaluator
-from gradfree.params.incremental import MLPCoordinateEvaluator, clear_cache, incremental_evaluator, mlp_layers
+from gradfree.params.incremental import (
+    MLPCoordinateEvaluator,
+    clear_cache,
+    coordinate_evaluator,
+    incremental_evaluator,
+    mlp_layers,
+)
 from gradfree.params.incremental_torch import SequentialCoordinateEvaluator, sequential_stages
-from gradfree.params.row_loss import mean_row_loss, row_loss_kind
 from gradfree.tasks.classification import ClassificationTask
 
 LossFn = Callable[[Tensor, Tensor], Tensor]

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
-from gradfree.params import FlatParams, PopulationLoss
-from gradfree.params.population import activation_elements, is_plain_mlp
+from gradfree.objective.population import PopulationLoss, activation_elements, is_plain_mlp
+from gradfree.params import FlatParams
 
 
 def reference(module: nn.Module, names: list[str], vectors: Tensor, x: Tensor, y: Tensor,

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
+from gradfree.objective.counter import EvaluationCounter
+from gradfree.objective.parameters import ParameterObjective, PopulationCache
 from gradfree.search import GridSearch
-from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 
 
 def _separable(d: int = 10, *, seed: int = 0) -> tuple[nn.Linear, Tensor, Tensor, Tensor]:
@@ -26,8 +27,8 @@ def _separable(d: int = 10, *, seed: int = 0) -> tuple[nn.Linear, Tensor, Tensor
     return model, torch.diag(scales), (scales * optimum).unsqueeze(1), optimum
 
 
-def _objective(model: nn.Module, x: Tensor, y: Tensor) -> BatchObjective:
-    return BatchObjective(model, F.mse_loss, x, y, populations=PopulationLosses(model, F.mse_loss),
+def _objective(model: nn.Module, x: Tensor, y: Tensor) -> ParameterObjective:
+    return ParameterObjective(model, F.mse_loss, x, y, populations=PopulationCache(model, F.mse_loss),
                           counter=EvaluationCounter())
 
 

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
+from gradfree.objective.counter import EvaluationCounter
+from gradfree.objective.parameters import ParameterObjective, PopulationCache
 from gradfree.optim import build_optimizer
 from gradfree.search import RSO, Hybrid, OnePlusOne
-from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 
 
 def _quadratic(d: int = 12) -> tuple[nn.Linear, Tensor, Tensor]:
@@ -24,8 +25,8 @@ def _quadratic(d: int = 12) -> tuple[nn.Linear, Tensor, Tensor]:
     return model, torch.diag(scales), (scales * torch.randn(d, generator=g)).unsqueeze(1)
 
 
-def _objective(model: nn.Module, x: Tensor, y: Tensor) -> BatchObjective:
-    return BatchObjective(model, F.mse_loss, x, y, populations=PopulationLosses(model, F.mse_loss),
+def _objective(model: nn.Module, x: Tensor, y: Tensor) -> ParameterObjective:
+    return ParameterObjective(model, F.mse_loss, x, y, populations=PopulationCache(model, F.mse_loss),
                           counter=EvaluationCounter())
 
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
+from gradfree.objective.counter import EvaluationCounter
+from gradfree.objective.parameters import ParameterObjective, PopulationCache
 from gradfree.search import OnePlusOne
-from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 
 
 def _quadratic(d: int = 12) -> tuple[nn.Linear, Tensor, Tensor]:
@@ -24,8 +25,8 @@ def _quadratic(d: int = 12) -> tuple[nn.Linear, Tensor, Tensor]:
     return model, torch.diag(scales), (scales * torch.randn(d, generator=g)).unsqueeze(1)
 
 
-def _objective(model: nn.Module, x: Tensor, y: Tensor) -> BatchObjective:
-    return BatchObjective(model, F.mse_loss, x, y, populations=PopulationLosses(model, F.mse_loss),
+def _objective(model: nn.Module, x: Tensor, y: Tensor) -> ParameterObjective:
+    return ParameterObjective(model, F.mse_loss, x, y, populations=PopulationCache(model, F.mse_loss),
                           counter=EvaluationCounter())
 
 
@@ -107,13 +108,13 @@ def test_two_evaluations_per_step_in_one_batched_call() -> None:
     opt = OnePlusOne(model.parameters(), seed=0)
     objective = _objective(model, x, y)
     calls: list[int] = []
-    original = objective.batch
+    original = objective.population
 
     def counting(vectors: Tensor, tensors: list[Tensor]) -> Tensor:
         calls.append(int(vectors.shape[0]))
         return original(vectors, tensors)
 
-    objective.batch = counting  # type: ignore[method-assign]
+    objective.population = counting  # type: ignore[method-assign]
     for _ in range(7):
         opt.step(objective)
     assert calls == [2] * 7 and objective.counter.evaluations == 14 == opt.evaluations

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
+from gradfree.objective.closure import ClosureCoordinates
+from gradfree.objective.counter import EvaluationCounter
+from gradfree.objective.parameters import ParameterObjective, PopulationCache
 from gradfree.optim import build_optimizer
 from gradfree.params.flat import FlatParams
 from gradfree.search import RSO
-from gradfree.search.evaluation import ClosureCoordinates
-from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 
 
 def _quadratic(d: int = 12) -> tuple[nn.Linear, Tensor, Tensor]:
@@ -38,8 +39,8 @@ def _mlp(seed: int = 0) -> nn.Sequential:
     return model
 
 
-def _objective(model: nn.Module, x: Tensor, y: Tensor) -> BatchObjective:
-    return BatchObjective(model, F.mse_loss, x, y, populations=PopulationLosses(model, F.mse_loss),
+def _objective(model: nn.Module, x: Tensor, y: Tensor) -> ParameterObjective:
+    return ParameterObjective(model, F.mse_loss, x, y, populations=PopulationCache(model, F.mse_loss),
                           counter=EvaluationCounter())
 
 

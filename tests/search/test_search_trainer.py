@@ -38,7 +38,7 @@ def test_search_methods_learn_through_the_trainer(digits: ClassificationTask, na
     assert result.evaluations == optimizer.evaluations == result.steps * per_step
     assert 3000 <= result.evaluations < 3000 + per_step and result.backward == 0
     first = result.history[0]
-    assert result.best_val_loss < 0.9 * first["val_loss"]
+    assert result.best_val < 0.9 * first["val_loss"]
 
 
 def test_hybrid_switches_inside_the_trainer(digits: ClassificationTask) -> None:

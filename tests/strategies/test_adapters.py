@@ -20,9 +20,9 @@ from gradfree.errors import ConfigError
 from gradfree.models import build_model
 from gradfree.optim import build_optimizer
 from gradfree.optim.registry import load_methods
-from gradfree.strategies.cma_adapter import PyCMAStrategy
-from gradfree.strategies.nevergrad_adapter import NevergradStrategy
-from gradfree.strategies.wrapped import finite_losses
+from gradfree.strategies.adapters.cma import PyCMAStrategy
+from gradfree.strategies.adapters.nevergrad import NevergradStrategy
+from gradfree.strategies.adapters.wrapped import finite_losses
 from gradfree.tasks import ClassificationTask, build_task
 from gradfree.train import TrainConfig, Trainer
 

@@ -71,7 +71,7 @@ def test_training_improves_and_restores_best(digits: ClassificationTask) -> None
     first = result.history[0]
     assert first["kind"] == "val" and first["evaluations"] == 0
     assert result.final["val_loss"] < 0.5 * first["val_loss"]
-    assert result.final["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-6)
+    assert result.final["val_loss"] == pytest.approx(result.best_val, rel=1e-6)
 
 
 def test_early_stopping_with_patience(digits: ClassificationTask) -> None:
@@ -80,7 +80,7 @@ def test_early_stopping_with_patience(digits: ClassificationTask) -> None:
     result = trainer.fit()
     assert result.stopped == "early stopping"
     assert result.evaluations < 20_000
-    assert result.final["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-6)
+    assert result.final["val_loss"] == pytest.approx(result.best_val, rel=1e-6)
 
 
 def _nan_task(digits: ClassificationTask) -> ClassificationTask:

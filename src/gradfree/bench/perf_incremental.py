@@ -6,12 +6,12 @@ candidate values ``w + d`` (K=1) or ``w + d, w - d`` (K=2, as RSO tries them) wi
 the weight's tensor):
 
 * ``forward``     — write the weight, run the module on the batch, take the loss (one evaluation per call);
-* ``reference``   — :class:`~gradfree.params.coordinates.PopulationCoordinateEvaluator` (K full vectors
+* ``reference``   — :class:`~gradfree.objective.coordinates.PopulationCoordinateEvaluator` (K full vectors
   in one batched call);
 * ``torch-incr``  — :class:`~gradfree.params.incremental_torch.SequentialCoordinateEvaluator` (the changed
   unit carried through the network in torch);
 * ``numba-incr``  — :class:`~gradfree.params.incremental.MLPCoordinateEvaluator` (what
-  :func:`~gradfree.params.coordinates.coordinate_evaluator` picks for this model);
+  :func:`~gradfree.params.incremental.coordinate_evaluator` picks for this model);
 * ``numba-accept`` — :meth:`MLPCoordinateEvaluator.set_value`, accepts per second (one accept per call);
 * ``numba-pass``  — :meth:`MLPCoordinateEvaluator.greedy_pass`, RSO's loop in one compiled call: for each of
   200 distinct random weights, try ``w + d, w - d`` and keep the best of the three (the accepts are in the
@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradfree.data.ragged import dense
 from gradfree.errors import ConfigError, GradfreeError
-from gradfree.params.coordinates import PopulationCoordinateEvaluator
+from gradfree.objective.coordinates import PopulationCoordinateEvaluator
 from gradfree.params.flat import FlatParams
 
 MODEL = "mlp:784-32-10"
@@ -105,7 +106,7 @@ def mnist_batch(data_dir: Path, *, raw: bool) -> tuple[Tensor, Tensor]:
 
     split = load_mnist(data_dir=data_dir, download=False, train_subset=TRAIN_IMAGES, seed=0).train
     x = split.x * MNIST_STD + MNIST_MEAN if raw else split.x
-    return x.contiguous(), split.y
+    return x.contiguous(), dense(split.y)
 
 
 def _changes(flat: FlatParams, count: int, k: int, *, seed: int) -> list[tuple[int, Tensor]]:

@@ -30,8 +30,8 @@ from torch import Tensor
 
 from gradfree.errors import ConfigError, GradfreeError
 from gradfree.models.mlp import mlp
+from gradfree.objective.population import Mode, PopulationLoss
 from gradfree.params.flat import FlatParams
-from gradfree.params.population import Mode, PopulationLoss
 
 MODEL = "784-32-10"
 SIZES: tuple[int, ...] = (256, 5000)

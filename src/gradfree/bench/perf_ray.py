@@ -29,11 +29,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gradfree.distributed.evaluator import Evaluator, LocalEvaluator, Problem
-from gradfree.distributed.loop import evolve
+from gradfree.distributed.evaluator import Evaluator, LocalEvaluator
+from gradfree.distributed.evolve import evolve
 from gradfree.errors import ConfigError, GradfreeError
 from gradfree.models.mlp import mlp
 from gradfree.models.registry import build_model
+from gradfree.objective.problem import Problem
 from gradfree.params.flat import FlatParams
 from gradfree.strategies import STRATEGIES, Strategy
 
@@ -96,7 +97,7 @@ def _random_problem(widths: str, rows: int, seed: int) -> Problem:
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(rows, int(widths.split("-")[0]), generator=gen)
     y = torch.randint(0, int(widths.split("-")[-1]), (rows,), generator=gen)
-    return Problem(build_model(f"mlp:{widths}", seed=seed), F.cross_entropy, x, y, batch_size=None)
+    return Problem.of(build_model(f"mlp:{widths}", seed=seed), F.cross_entropy, x, y, batch_size=None)
 
 
 def _strategy(name: str, problem: Problem, popsize: int, seed: int) -> Strategy:

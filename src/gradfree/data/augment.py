@@ -15,11 +15,24 @@ on 5,000 MNIST images overfits them far less when each step sees them shifted by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from gradfree.data.ragged import Targets
 from gradfree.errors import ConfigError
+
+
+class Augmenter(Protocol):
+    """A seeded training-time augmentation: ``(x, y, generator) -> (x', y')``, the inputs left unchanged.
+
+    A task builds one from a spec string (``Task.augmentation``); an augmentation that moves the image moves
+    the targets that live in it (boxes) too.
+    """
+
+    def __call__(self, x: Tensor, y: Targets, generator: torch.Generator) -> tuple[Tensor, Targets]: ...
+
 
 SPEC_HELP = "comma-separated: shift:N (random translation by up to N pixels), hflip (random left-right flip)"
 
@@ -38,7 +51,11 @@ class Augmentation:
     hflip: bool
     fill: Tensor
 
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(self, x: Tensor, y: Targets, generator: torch.Generator) -> tuple[Tensor, Targets]:
+        """The batch with its images augmented (:meth:`images`); class labels do not move with an image."""
+        return self.images(x, generator), y
+
+    def images(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """A new batch: each image of ``x (N, C, H, W)`` moved and flipped at random, drawn from the CPU
         ``generator`` (the same images on any device); ``x`` is not changed."""
         n, c, h, w = x.shape

@@ -1,4 +1,4 @@
-"""In-memory labelled splits: what every dataset loader returns."""
+"""In-memory splits of inputs and targets: what every dataset loader returns."""
 
 from __future__ import annotations
 
@@ -7,24 +7,27 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gradfree.data.ragged import Targets, num_rows
+
 
 @dataclass(frozen=True)
 class Split:
-    """Inputs and integer labels of one split.
+    """Inputs and targets of one split.
 
     Shapes:
-        x: ``(N, *input_shape)`` float32; y: ``(N,)`` int64.
+        x: ``(N, *input_shape)`` float32; y: one row per input: ``(N,)`` int64 class labels, ``(N, outputs)``
+        float regression targets, or a :class:`~gradfree.data.ragged.Ragged` (e.g. the boxes of each image).
     """
 
     x: Tensor
-    y: Tensor
+    y: Targets
 
     def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"x has {self.x.shape[0]} rows but y has {self.y.shape[0]}")
+        if self.x.shape[0] != num_rows(self.y):
+            raise ValueError(f"x has {self.x.shape[0]} rows but y has {num_rows(self.y)}")
 
     def __len__(self) -> int:
-        return int(self.y.shape[0])
+        return int(self.x.shape[0])
 
     def to(self, device: torch.device | str) -> Split:
         """This split on ``device``."""
@@ -37,7 +40,11 @@ class Split:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Train / validation / test splits of a classification dataset."""
+    """Train / validation / test splits of a dataset.
+
+    ``num_classes`` is what the model's last layer must produce per input: the classes of a classifier, the
+    outputs of a regression, the classes of a detector (its head adds box and objectness channels).
+    """
 
     name: str
     train: Split

@@ -1,5 +1,4 @@
-"""Where a strategy's population is evaluated: the evaluator interface, the problem it evaluates, and the
-in-process implementation.
+"""Where a strategy's population is evaluated: the evaluator interface and the in-process implementation.
 
 A strategy never knows where its population is scored. The driver loop is always::
 
@@ -22,111 +21,15 @@ import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from gradfree.errors import ConfigError
-from gradfree.params.flat import FlatParams
-from gradfree.params.population import LossFn, Mode, PopulationLoss
+from gradfree.objective.problem import Problem
 from gradfree.strategies.base import Strategy
-from gradfree.strategies.noise import row_seed
-
-
-@dataclass(frozen=True)
-class Problem:
-    """What an evaluator scores: a model, its loss, the training set and the seeded mini-batch order.
-
-    Shipped once to every remote worker (pickled into the object store), never per generation.
-
-    Args:
-        model: the module whose parameters the strategy's vectors hold (only its architecture, buffers and
-            unselected parameters matter: every member is written over the selected parameters).
-        loss_fn: ``(output, target) -> scalar``, ``torch.vmap``-compatible for the batched paths (e.g.
-            ``torch.nn.functional.cross_entropy``); must be picklable for remote workers (a module-level
-            function, not a lambda defined in a test or notebook unless cloudpickle can pickle it by value).
-        x, y: the training inputs ``(N, ...)`` and targets ``(N, ...)`` (CPU).
-        batch_size: rows of a mini-batch; ``None`` (or ``>= N``) evaluates every step on all rows.
-        batch_seed: seeds the per-epoch permutations of :meth:`rows`.
-        include: which parameters the flat vector holds (regular expressions, see
-            :class:`~gradfree.params.FlatParams`); ``None`` selects all trainable ones.
-        mode: the :class:`~gradfree.params.PopulationLoss` path (``"auto"`` picks the fastest valid one).
-        memory_bytes: bound on the activation memory of one population chunk.
-    """
-
-    model: nn.Module
-    loss_fn: LossFn
-    x: Tensor
-    y: Tensor
-    batch_size: int | None = None
-    batch_seed: int = 0
-    include: tuple[str, ...] | None = None
-    mode: Mode = "auto"
-    memory_bytes: int = 256 * 2**20
-    _flat: list[FlatParams] = field(default_factory=list, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ConfigError(f"x has {self.x.shape[0]} rows but y has {self.y.shape[0]}")
-        if self.x.shape[0] == 0:
-            raise ConfigError("the training set is empty")
-        if self.batch_size is not None and self.batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive or None (full batch), got {self.batch_size}")
-
-    @property
-    def num_rows(self) -> int:
-        """Rows in the training set."""
-        return int(self.x.shape[0])
-
-    @property
-    def flat(self) -> FlatParams:
-        """The flat view of ``model`` the strategy's vectors follow (built once)."""
-        if not self._flat:
-            self._flat.append(FlatParams(self.model, include=self.include))
-        return self._flat[0]
-
-    @property
-    def num_dims(self) -> int:
-        """Length ``D`` of a parameter vector."""
-        return self.flat.num_dims
-
-    def rows(self, step: int | None) -> Tensor | None:
-        """Row indices of mini-batch ``step`` (CPU int64, ``(batch_size,)``), or ``None`` meaning all rows.
-
-        Step ``s`` lies in epoch ``s // (N // batch_size)``; each epoch is a fresh permutation drawn from a
-        generator seeded with ``row_seed(batch_seed, epoch)``, cut into ``N // batch_size`` batches (the
-        ragged tail is dropped so every step costs the same). A pure function of ``(batch_seed, step)``.
-        """
-        n = self.num_rows
-        if step is None or self.batch_size is None or self.batch_size >= n:
-            return None
-        if step < 0:
-            raise ConfigError(f"step must be >= 0, got {step}")
-        per_epoch = n // self.batch_size
-        epoch, pos = divmod(step, per_epoch)
-        gen = torch.Generator().manual_seed(row_seed(self.batch_seed, epoch))
-        perm = torch.randperm(n, generator=gen)
-        return perm[pos * self.batch_size : (pos + 1) * self.batch_size]
-
-    def batch(self, step: int | None) -> tuple[Tensor, Tensor]:
-        """Inputs and targets of mini-batch ``step`` (all rows for ``None``)."""
-        index = self.rows(step)
-        return (self.x, self.y) if index is None else (self.x[index], self.y[index])
-
-    def population_loss(self) -> PopulationLoss:
-        """A batched scorer of flat vectors on this problem's model."""
-        return PopulationLoss(self.flat, self.loss_fn, mode=self.mode, memory_bytes=self.memory_bytes)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_flat"] = []  # rebuilt on the receiving side, bound to its own copy of the model
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
 
 class Evaluator(ABC):
@@ -148,7 +51,7 @@ class Evaluator(ABC):
         Args:
             strategy: any registered strategy; it is only asked, never told (the caller tells it the
                 returned losses, unchanged).
-            step: the mini-batch (``problem.rows(step)``); ``None`` evaluates on the whole training set.
+            step: the batch (``problem.batch(step)``); ``None`` evaluates on the whole training set.
         """
 
     def close(self) -> None:  # noqa: B027  (nothing to release locally)
@@ -157,7 +60,8 @@ class Evaluator(ABC):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
 

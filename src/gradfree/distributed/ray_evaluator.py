@@ -2,7 +2,7 @@
 
 What crosses the wire:
 
-* **once**, at start-up: the :class:`~gradfree.distributed.evaluator.Problem` (model, loss, training set),
+* **once**, at start-up: the :class:`~gradfree.objective.problem.Problem` (model, loss, training batches),
   pickled into the object store; every actor reads it from there;
 * **once per actor** (and again only after a failure or a detected divergence): the driver's strategy, pickled
   (its ``state_dict`` contents: mean, algorithm state, generator, pending generation seed), so the actor holds
@@ -51,9 +51,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradfree.distributed.evaluator import Evaluator, Problem, check_strategy, state_digest
+from gradfree.distributed.evaluator import Evaluator, check_strategy, state_digest
 from gradfree.distributed.ray_worker import ReplicaWorker, SeedTask, VectorTask
 from gradfree.errors import ConfigError, GradfreeError
+from gradfree.objective.problem import Problem
 from gradfree.strategies.base import Strategy
 
 

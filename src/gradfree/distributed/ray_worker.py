@@ -14,7 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gradfree.distributed.evaluator import Problem, state_digest
+from gradfree.distributed.evaluator import state_digest
+from gradfree.objective.problem import Problem
 from gradfree.strategies.base import Strategy
 
 
@@ -25,7 +26,7 @@ class SeedTask(NamedTuple):
         generation: the driver strategy's ``generation`` (completed tells).
         gen_seed: the pending generation's seed.
         start, stop: the member range.
-        step: the mini-batch (``Problem.rows(step)``), ``None`` for all rows.
+        step: the mini-batch (``Problem.batch(step)``), ``None`` for all rows.
         catch_up: float64 losses (``P * 8`` raw bytes each) of the generations the replica has not been told
             yet, oldest first; usually exactly one.
         digest: :func:`state_digest` of the driver strategy's state with the generation pending

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from gradfree.estimators import coordinate, directional  # noqa: F401  (registers the estimators)
-from gradfree.estimators.base import ESTIMATORS, BatchObjective, Estimate, Estimator
+from gradfree.estimators.base import ESTIMATORS, Estimate, Estimator
 
-__all__ = ["ESTIMATORS", "BatchObjective", "Estimate", "Estimator"]
+__all__ = ["ESTIMATORS", "Estimate", "Estimator"]

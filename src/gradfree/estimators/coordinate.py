@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
-from gradfree.estimators.base import ESTIMATORS, BatchObjective, Estimate, Estimator
+from gradfree.estimators.base import ESTIMATORS, Estimate, Estimator
 from gradfree.estimators.directional import (
     Difference,
     Differences,
@@ -32,6 +32,7 @@ from gradfree.estimators.directional import (
     check_smoothing_and_difference,
     evaluate_rows,
 )
+from gradfree.objective.vector import VectorObjective
 
 
 def _select(
@@ -72,7 +73,7 @@ def _select(
 
 
 def coordinate(
-    objective: BatchObjective,
+    objective: VectorObjective,
     x: Tensor,
     *,
     generator: torch.Generator,
@@ -102,7 +103,8 @@ def coordinate(
             call. Bounds the memory for the ``k x D`` perturbed points; does not change the estimate.
 
     Returns:
-        An :class:`Estimate`. A coordinate whose perturbed loss (either one, for central differences) is
+        An :class:`Estimate` whose ``coordinates`` are the indices that entered ``grad``. A coordinate whose
+        perturbed loss (either one, for central differences) is
         NaN/inf is left at zero; ``rejected`` counts the non-finite perturbed evaluations. If ``f(x)`` is
         non-finite (forward) or no coordinate is kept, ``grad`` is zeros and ``used`` is 0 (``loss`` stays
         ``f(x)`` when that is known).
@@ -133,6 +135,7 @@ def coordinate(
         grad = torch.zeros_like(x)
         differences = Differences(x, smoothing=smoothing, forward=forward)
         start = 0
+        kept: list[Tensor] = []
         while start < k:
             with_center = forward and start == 0
             rows = chunk_size if chunk_size is not None else k * rows_per_coord + 1
@@ -150,12 +153,13 @@ def coordinate(
                 points[torch.arange(2 * n, device=x.device), idx.repeat_interleave(2)] += step
             losses = evaluate_rows(objective, points)
             del points
-            grad[idx], _ = differences.add(losses, with_center=with_center)
+            grad[idx], ok = differences.add(losses, with_center=with_center)
+            kept.append(idx[ok])
             start = stop
 
         if unbiased and differences.kept:
             grad *= d / differences.kept
-        return differences.estimate(grad)
+        return differences.estimate(grad, coordinates=torch.cat(kept) if kept else index[:0])
 
 
 # The concrete keyword options do not fit the protocol's ``**hyper: object`` for mypy, hence the cast.
@@ -164,4 +168,5 @@ ESTIMATORS.add(
     cast(Estimator, coordinate),
     summary="coordinate-wise finite differences over chosen or sampled coordinates (ZOO, Chen et al. 2017)",
     kind="coordinate",
+    options=("coordinates", "num_coordinates", "smoothing", "difference", "unbiased", "chunk_size"),
 )

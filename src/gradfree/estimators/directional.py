@@ -37,13 +37,15 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, cast
 
 import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
-from gradfree.estimators.base import ESTIMATORS, BatchObjective, Estimate, Estimator
+from gradfree.estimators.base import ESTIMATORS, Estimate, Estimator
+from gradfree.objective.vector import VectorObjective
 
 Distribution = Literal["gaussian", "sphere", "rademacher"]
 Difference = Literal["forward", "central"]
@@ -75,7 +77,7 @@ def check_smoothing_and_difference(smoothing: float, difference: str) -> None:
         raise ConfigError(f"difference must be one of {', '.join(DIFFERENCES)}, got {difference!r}")
 
 
-def evaluate_rows(objective: BatchObjective, points: Tensor) -> Tensor:
+def evaluate_rows(objective: VectorObjective, points: Tensor) -> Tensor:
     """Losses of ``points`` ``(P, D)`` as ``(P,)`` in the points' dtype; a wrong shape is a ConfigError."""
     losses = objective(points)
     if not isinstance(losses, Tensor) or losses.shape != (points.shape[0],):
@@ -128,8 +130,10 @@ class Differences:
         self.kept += int(ok.sum())
         return torch.where(ok, coef, 0), ok
 
-    def estimate(self, grad: Tensor) -> Estimate:
-        """The finished estimate with ``grad`` (already scaled); zeros when nothing usable was seen."""
+    def estimate(self, grad: Tensor, coordinates: Tensor | None = None) -> Estimate:
+        """The finished estimate with ``grad`` (already scaled); zeros when nothing usable was seen.
+
+        ``coordinates``: the kept coordinates of a coordinate-wise estimate (see :class:`Estimate`)."""
         if self.forward:
             loss = self.center
             failed = self.kept == 0 or not bool(torch.isfinite(self.center))
@@ -137,8 +141,10 @@ class Differences:
             loss = self._finite_sum / self._finite_count if self._finite_count else self.center
             failed = self.kept == 0
         if failed:  # no usable direction: zero step, but keep f(x) when it is known (the centre may be fine)
-            return Estimate(torch.zeros_like(grad), loss, self.evaluations, self.rejected, used=0)
-        return Estimate(grad, loss, self.evaluations, self.rejected, used=self.kept)
+            empty = None if coordinates is None else coordinates[:0]
+            return Estimate(torch.zeros_like(grad), loss, self.evaluations, self.rejected, used=0,
+                            coordinates=empty)
+        return Estimate(grad, loss, self.evaluations, self.rejected, used=self.kept, coordinates=coordinates)
 
 
 def _directions(distribution: str, count: int, x: Tensor, generator: torch.Generator) -> Tensor:
@@ -160,7 +166,7 @@ def _directions(distribution: str, count: int, x: Tensor, generator: torch.Gener
 
 
 def directional_estimate(
-    objective: BatchObjective,
+    objective: VectorObjective,
     x: Tensor,
     *,
     generator: torch.Generator,
@@ -250,7 +256,7 @@ def directional_estimate(
 
 
 def _estimate(
-    objective: BatchObjective,
+    objective: VectorObjective,
     x: Tensor,
     *,
     generator: torch.Generator,
@@ -292,113 +298,29 @@ def _estimate(
     return differences.estimate(grad * (scale / max(differences.kept, 1)))
 
 
-def gaussian(
-    objective: BatchObjective,
-    x: Tensor,
-    *,
-    generator: torch.Generator,
-    num_directions: int = 1,
-    smoothing: float = 1e-3,
-    difference: Difference = "forward",
-    antithetic: bool = False,
-    chunk_size: int | None = None,
-) -> Estimate:
-    """Gaussian-smoothing estimate, ``u ~ N(0, I)`` (Nesterov & Spokoiny 2017).
+DIRECTIONAL_OPTIONS = ("num_directions", "smoothing", "difference", "antithetic", "chunk_size")
+"""The options every directional estimator takes (see :func:`directional_estimate`)."""
 
-    Unbiased for the gradient of ``f_mu(x) = E f(x + mu u)``; for a linear ``f`` with forward differences
-    ``E||g - grad f||^2 = (D + 1)||grad f||^2 / q``. Options, returns and shapes as in
-    :func:`directional_estimate`.
-    """
-    return directional_estimate(
-        objective,
-        x,
-        generator=generator,
-        distribution="gaussian",
-        num_directions=num_directions,
-        smoothing=smoothing,
-        difference=difference,
-        antithetic=antithetic,
-        chunk_size=chunk_size,
-    )
-
-
-def sphere(
-    objective: BatchObjective,
-    x: Tensor,
-    *,
-    generator: torch.Generator,
-    num_directions: int = 1,
-    smoothing: float = 1e-3,
-    difference: Difference = "forward",
-    antithetic: bool = False,
-    chunk_size: int | None = None,
-) -> Estimate:
-    """Sphere-direction estimate, ``u`` uniform on the unit sphere, scaled by ``D``.
-
-    Unbiased for the gradient of the ball-smoothed ``E f(x + mu v)``, ``v`` uniform in the unit ball (Flaxman
-    et al. 2005; Duchi et al. 2015); for a linear ``f`` with forward differences
-    ``E||g - grad f||^2 = (D - 1)||grad f||^2 / q``. Options, returns and shapes as in
-    :func:`directional_estimate`.
-    """
-    return directional_estimate(
-        objective,
-        x,
-        generator=generator,
-        distribution="sphere",
-        num_directions=num_directions,
-        smoothing=smoothing,
-        difference=difference,
-        antithetic=antithetic,
-        chunk_size=chunk_size,
-    )
-
-
-def rademacher(
-    objective: BatchObjective,
-    x: Tensor,
-    *,
-    generator: torch.Generator,
-    num_directions: int = 1,
-    smoothing: float = 1e-3,
-    difference: Difference = "forward",
-    antithetic: bool = False,
-    chunk_size: int | None = None,
-) -> Estimate:
-    """Rademacher-direction estimate, ``u`` in ``{-1, +1}^D``; with central differences this is SPSA.
-
-    SPSA (Spall 1992) is ``rademacher`` with ``difference="central"``. For a linear ``f`` with forward
-    differences ``E||g - grad f||^2 = (D - 1)||grad f||^2 / q`` (Liu et al. 2020). Options, returns and
-    shapes as in :func:`directional_estimate`.
-    """
-    return directional_estimate(
-        objective,
-        x,
-        generator=generator,
-        distribution="rademacher",
-        num_directions=num_directions,
-        smoothing=smoothing,
-        difference=difference,
-        antithetic=antithetic,
-        chunk_size=chunk_size,
-    )
-
-
-# The concrete keyword options do not fit the protocol's ``**hyper: object`` for mypy, hence the casts.
+# The three variants differ only in the distribution of u: partials of directional_estimate. What each one
+# is unbiased for, and its variance, is in the module docstring.
 ESTIMATORS.add(
     "gaussian",
-    cast(Estimator, gaussian),
+    cast(Estimator, functools.partial(directional_estimate, distribution="gaussian")),
     summary="random Gaussian directions (Nesterov & Spokoiny 2017)",
     kind="directional",
+    options=DIRECTIONAL_OPTIONS,
 )
 ESTIMATORS.add(
     "sphere",
-    cast(Estimator, sphere),
+    cast(Estimator, functools.partial(directional_estimate, distribution="sphere")),
     summary="random unit-sphere directions, scaled by D (Flaxman et al. 2005)",
     kind="directional",
+    options=DIRECTIONAL_OPTIONS,
 )
 ESTIMATORS.add(
     "rademacher",
-    cast(Estimator, rademacher),
+    cast(Estimator, functools.partial(directional_estimate, distribution="rademacher")),
     summary="random +-1 directions; SPSA with difference='central' (Spall 1992)",
     kind="directional",
+    options=DIRECTIONAL_OPTIONS,
 )

@@ -15,46 +15,61 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from gradfree.errors import ConfigError
+from gradfree.optim.base import GradientFreeOptimizer
+from gradfree.optim.options import check
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
+
+
+@dataclass(frozen=True)
+class MeZOOptions:
+    """MeZO's options.
+
+    Attributes:
+        lr: learning rate (per group).
+        smoothing: perturbation scale ``eps`` (the paper's 1e-3); one value for all groups, since the
+            projected gradient divides one loss difference by it.
+        weight_decay: L2 term added to the projected gradient, as in the paper (per group).
+        num_directions: SPSA estimates per step (each costs two evaluations).
+        seed: seeds the private generator that draws the per-step seeds.
+    """
+
+    lr: float = 1e-3
+    smoothing: float = 1e-3
+    weight_decay: float = 0.0
+    num_directions: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0 and self.smoothing > 0 and self.num_directions >= 1, "mezo",
+              f"need lr > 0, smoothing > 0, num_directions >= 1; got {self.lr}, {self.smoothing}, "
+              f"{self.num_directions}")
 
 
 @OPTIMIZERS.register("mezo", summary="MeZO in-place SPSA, perturbation regenerated from seeds (memory = inference)",
                      kind=ZEROTH_ORDER)
-class MeZO(torch.optim.Optimizer):
-    """Memory-efficient zeroth-order SGD.
-
-    Args:
-        params: tensors or param groups (every group's tensors are perturbed jointly).
-        lr: learning rate.
-        smoothing: perturbation scale ``eps`` (the paper's 1e-3); one value for all groups, since the
-            projected gradient divides one loss difference by it.
-        weight_decay: L2 term added to the projected gradient, as in the paper.
-        num_directions: SPSA estimates per step (each costs two evaluations).
-        seed: seeds the private generator that draws the per-step seeds.
+class MeZO(GradientFreeOptimizer):
+    """Memory-efficient zeroth-order SGD: ``MeZO(params, lr=1e-3, smoothing=1e-3, ...)``; options in
+    :class:`MeZOOptions`.
 
     Every step spends ``2 * num_directions`` closure evaluations. A direction whose loss is NaN/inf is not
     applied and is counted in ``rejected``.
     """
 
-    zeroth_order: ClassVar[bool] = True
+    Options = MeZOOptions
+    group_options = ("lr", "weight_decay")
+    options: MeZOOptions
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, smoothing: float = 1e-3,
-                 weight_decay: float = 0.0, num_directions: int = 1, seed: int = 0) -> None:
-        if lr <= 0 or smoothing <= 0 or num_directions < 1:
-            raise ValueError(f"need lr > 0, smoothing > 0, num_directions >= 1; got {lr}, {smoothing}, "
-                             f"{num_directions}")
-        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
-        self.smoothing = smoothing
-        self.num_directions = num_directions
-        first = self.param_groups[0]["params"][0]
-        self._generator = torch.Generator(device=first.device).manual_seed(seed)
-        self._device = first.device
+    def __init__(self, params: Iterable[Any], **options: Any) -> None:
+        super().__init__(params, **options)
+        self.smoothing = self.options.smoothing
+        self.num_directions = self.options.num_directions
+        self._device = self._flat.device
         self.rejected = 0
 
     def _walk(self, seed: int, fn: Callable[[Tensor, Tensor, dict[str, Any]], None]) -> None:
@@ -74,8 +89,7 @@ class MeZO(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
         """One MeZO step; returns the mean of the evaluated losses (a stand-in for the current loss)."""
-        if closure is None:
-            raise ConfigError("MeZO.step needs a closure that returns the loss")
+        closure = self.require_closure(closure)
         seen: list[float] = []
         for _ in range(self.num_directions):
             seed = int(torch.randint(0, 2**62, (1,), generator=self._generator, device=self._device))
@@ -101,20 +115,8 @@ class MeZO(torch.optim.Optimizer):
             self._walk(seed, update)
         return torch.tensor(sum(seen) / len(seen) if seen else math.nan)
 
-    def state_dict(self) -> dict[str, Any]:
-        """``torch.optim`` state plus the generator state."""
-        sd = super().state_dict()
-        sd["mezo"] = {"generator": self._generator.get_state(), "rejected": self.rejected,
-                      "num_directions": self.num_directions, "smoothing": self.smoothing}
-        return sd
+    def _extra_state(self) -> dict[str, Any]:
+        return {"rejected": self.rejected}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
-        sd = dict(state_dict)
-        extra = sd.pop("mezo", None)
-        super().load_state_dict(sd)
-        if extra is not None:
-            self._generator.set_state(extra["generator"])
-            self.rejected = extra["rejected"]
-            self.num_directions = extra["num_directions"]
-            self.smoothing = extra["smoothing"]
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.rejected = int(extra["rejected"])

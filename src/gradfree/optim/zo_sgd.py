@@ -6,30 +6,36 @@ programming" (SIAM J. Optim.); Nesterov & Spokoiny 2017 for the Gaussian-smoothi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from gradfree.optim import updates
-from gradfree.optim.base import ZerothOrderOptimizer
+from gradfree.optim.options import check
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
+from gradfree.optim.zeroth_order import Estimation, ZerothOrderOptimizer
+
+
+@dataclass(frozen=True)
+class ZOSGDOptions(Estimation):
+    """ZO-SGD's options: ``lr, momentum, dampening, nesterov, weight_decay`` as ``torch.optim.SGD``, and the
+    estimator settings of :class:`~gradfree.optim.zeroth_order.Estimation`."""
+
+    lr: float = 1e-2
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.lr > 0 and 0 <= self.momentum < 1, "zo-sgd",
+              f"need lr > 0 and 0 <= momentum < 1, got lr={self.lr}, momentum={self.momentum}")
 
 
 @OPTIMIZERS.register("zo-sgd", summary="zeroth-order SGD (+momentum) on a Gaussian-direction estimate",
                      kind=ZEROTH_ORDER)
 class ZOSGD(ZerothOrderOptimizer):
-    """Zeroth-order SGD.
+    """Zeroth-order SGD: ``ZOSGD(params, lr=1e-2, num_directions=20, ...)``; options in :class:`ZOSGDOptions`."""
 
-    Args:
-        params: tensors or param groups.
-        lr, momentum, dampening, nesterov, weight_decay: as ``torch.optim.SGD``.
-        **estimation: estimator settings of :class:`ZerothOrderOptimizer` (``estimator``,
-            ``num_directions``, ``smoothing``, ``difference``, ``antithetic``, ``seed`` ...).
-    """
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-2, momentum: float = 0.0, dampening: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0, **estimation: Any) -> None:
-        if lr <= 0 or not 0 <= momentum < 1:
-            raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
-        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov,
-                    "weight_decay": weight_decay}
-        super().__init__(params, defaults, update_rule=updates.sgd, **estimation)
+    Options = ZOSGDOptions
+    group_options = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
+    update_rule = staticmethod(updates.sgd)

@@ -6,30 +6,34 @@ size independent of the estimate's scale, which is robust to the estimate's heav
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from gradfree.optim import updates
-from gradfree.optim.base import ZerothOrderOptimizer
+from gradfree.optim.options import check
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
+from gradfree.optim.zeroth_order import Estimation, ZerothOrderOptimizer
+
+
+@dataclass(frozen=True)
+class ZOSignOptions(Estimation):
+    """ZO-signSGD's options: ``lr`` (step per coordinate), ``momentum`` (average the estimates before the sign;
+    0 disables), decoupled ``weight_decay`` (``p *= 1 - lr * weight_decay``), and the estimator settings."""
+
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.lr > 0 and 0 <= self.momentum < 1, "zo-sign",
+              f"need lr > 0 and 0 <= momentum < 1, got lr={self.lr}, momentum={self.momentum}")
 
 
 @OPTIMIZERS.register("zo-sign", summary="zeroth-order signSGD (Liu et al. 2019), optional momentum",
                      kind=ZEROTH_ORDER)
 class ZOSignSGD(ZerothOrderOptimizer):
-    """Zeroth-order sign descent.
+    """Zeroth-order sign descent: ``ZOSignSGD(params, lr=1e-3, ...)``; options in :class:`ZOSignOptions`."""
 
-    Args:
-        params: tensors or param groups.
-        lr: step length per coordinate.
-        momentum: average the estimates before taking the sign (0 disables).
-        weight_decay: decoupled decay ``p *= 1 - lr * weight_decay``.
-        **estimation: estimator settings of :class:`ZerothOrderOptimizer`.
-    """
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
-                 weight_decay: float = 0.0, **estimation: Any) -> None:
-        if lr <= 0 or not 0 <= momentum < 1:
-            raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
-        super().__init__(params, defaults, update_rule=updates.sign, **estimation)
+    Options = ZOSignOptions
+    group_options = ("lr", "momentum", "weight_decay")
+    update_rule = staticmethod(updates.sign)

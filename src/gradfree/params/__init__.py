@@ -1,8 +1,7 @@
-"""Flat views of module parameters and batched (population) evaluation."""
+"""Flat views of module parameters (one vector of ``D`` numbers over many tensors)."""
 
 from __future__ import annotations
 
 from gradfree.params.flat import FlatParams, Slot
-from gradfree.params.population import PopulationLoss
 
-__all__ = ["FlatParams", "PopulationLoss", "Slot"]
+__all__ = ["FlatParams", "Slot"]

@@ -29,10 +29,10 @@ import torch
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
-from gradfree.params.coordinates import CoordinateEvaluator, PassResult, check_pass
+from gradfree.objective.coordinates import CoordinateEvaluator, PassResult, PopulationCoordinateEvaluator, check_pass
+from gradfree.objective.population import LossFn
+from gradfree.objective.row_loss import RowLoss, mean_row_loss, row_loss_kind
 from gradfree.params.flat import FlatParams
-from gradfree.params.population import LossFn
-from gradfree.params.row_loss import RowLoss, mean_row_loss, row_loss_kind
 
 __all__ = ["InputColumns", "MLPCoordinateEvaluator", "clear_cache", "incremental_evaluator", "input_columns",
            "mean_row_loss", "mlp_layers", "row_loss_kind"]
@@ -140,7 +140,7 @@ def input_columns(x: Tensor, inputs: Tensor) -> tuple[Tensor, tuple[np.ndarray, 
 
 
 class MLPCoordinateEvaluator:
-    """Incremental :class:`~gradfree.params.coordinates.CoordinateEvaluator` for plain MLPs with a row loss.
+    """Incremental :class:`~gradfree.objective.coordinates.CoordinateEvaluator` for plain MLPs with a row loss.
 
     Args:
         flat: the parameters coordinates index into: weights and biases of the MLP's ``Linear`` layers.
@@ -159,7 +159,7 @@ class MLPCoordinateEvaluator:
 
     Raises:
         ConfigError: when the module, parameters or loss are not supported (use
-            :func:`~gradfree.params.coordinates.coordinate_evaluator`, which falls back to an engine that is).
+            :func:`~gradfree.params.incremental.coordinate_evaluator`, which falls back to an engine that is).
     """
 
     def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor, *,
@@ -362,7 +362,7 @@ class MLPCoordinateEvaluator:
     @torch.no_grad()
     def greedy_pass(self, indices: Tensor, candidates: Tensor, *, l2: float = 0.0,
                     keep_current: bool = True) -> PassResult:
-        """See :meth:`~gradfree.params.coordinates.CoordinateEvaluator.greedy_pass`: the whole pass is one
+        """See :meth:`~gradfree.objective.coordinates.CoordinateEvaluator.greedy_pass`: the whole pass is one
         compiled loop (:func:`gradfree.params.incremental_pass.greedy_pass`), broken only where the caches
         are refreshed; its choices and losses equal those of :meth:`try_values` and :meth:`set_value` calls."""
         idx = np.asarray(check_pass(indices, candidates, self.num_dims), dtype=np.int64)
@@ -405,7 +405,7 @@ class MLPCoordinateEvaluator:
 
 
 def incremental_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator | None:
-    """An incremental :class:`~gradfree.params.coordinates.CoordinateEvaluator` for ``flat`` on ``(x, y)``,
+    """An incremental :class:`~gradfree.objective.coordinates.CoordinateEvaluator` for ``flat`` on ``(x, y)``,
     or ``None`` when no engine supports the module, parameters and loss (the caller then uses the reference).
 
     The numba engine (:class:`MLPCoordinateEvaluator`) takes plain MLPs on the CPU with a :data:`RowLoss`;
@@ -451,3 +451,11 @@ def _build(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> Coordinat
         with contextlib.suppress(ValueError):  # a layer the torch engine cannot follow: use the reference
             return SequentialCoordinateEvaluator(flat, loss_fn, x, y)
     return None
+
+
+def coordinate_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator:
+    """The fastest available :class:`CoordinateEvaluator` for ``flat``'s module on the batch ``(x, y)``: an
+    incremental engine (:func:`incremental_evaluator`) where one supports the module, parameters and loss,
+    else the reference :class:`~gradfree.objective.coordinates.PopulationCoordinateEvaluator`."""
+    fast = incremental_evaluator(flat, loss_fn, x, y)
+    return fast if fast is not None else PopulationCoordinateEvaluator(flat, loss_fn, x, y)

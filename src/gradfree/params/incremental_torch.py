@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
-from gradfree.params.coordinates import PassResult, greedy_pass_by_tries
+from gradfree.objective.coordinates import PassResult, greedy_pass_by_tries
+from gradfree.objective.population import _ELEMENTWISE, LossFn
+from gradfree.objective.row_loss import row_loss_kind
 from gradfree.params.flat import FlatParams
-from gradfree.params.population import _ELEMENTWISE, LossFn
-from gradfree.params.row_loss import row_loss_kind
 
 _CHANNELWISE = (*_ELEMENTWISE, nn.MaxPool2d, nn.AvgPool2d, nn.Identity)
 
@@ -81,7 +81,7 @@ class _Where:
 
 
 class SequentialCoordinateEvaluator:
-    """Incremental :class:`~gradfree.params.coordinates.CoordinateEvaluator` for ``Sequential`` networks of
+    """Incremental :class:`~gradfree.objective.coordinates.CoordinateEvaluator` for ``Sequential`` networks of
     ``Conv2d`` / ``Linear`` layers, pooling and activations, with any loss.
 
     Args:
@@ -98,7 +98,7 @@ class SequentialCoordinateEvaluator:
 
     Raises:
         ConfigError: when the module or parameters are not supported (use
-            :func:`~gradfree.params.coordinates.coordinate_evaluator`, which falls back to an engine that is).
+            :func:`~gradfree.params.incremental.coordinate_evaluator`, which falls back to an engine that is).
     """
 
     def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor, *,
@@ -287,6 +287,6 @@ class SequentialCoordinateEvaluator:
 
     def greedy_pass(self, indices: Tensor, candidates: Tensor, *, l2: float = 0.0,
                     keep_current: bool = True) -> PassResult:
-        """See :meth:`~gradfree.params.coordinates.CoordinateEvaluator.greedy_pass` (one try and one
+        """See :meth:`~gradfree.objective.coordinates.CoordinateEvaluator.greedy_pass` (one try and one
         accept at a time)."""
         return greedy_pass_by_tries(self, self.flat, indices, candidates, l2=l2, keep_current=keep_current)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from gradfree.search.base import SearchOptimizer
 from gradfree.search.grid import GridSearch
 from gradfree.search.hybrid import Hybrid
 from gradfree.search.one_plus_one import OnePlusOne
 from gradfree.search.rso import RSO
 
-__all__ = ["RSO", "GridSearch", "Hybrid", "OnePlusOne", "SearchOptimizer"]
+__all__ = ["RSO", "GridSearch", "Hybrid", "OnePlusOne"]

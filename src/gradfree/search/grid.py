@@ -23,26 +23,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
+from gradfree.objective.closure import Closure, coordinates_of
+from gradfree.optim.base import GradientFreeOptimizer
+from gradfree.optim.options import check
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
-from gradfree.search.base import SearchOptimizer
-from gradfree.search.evaluation import Closure, coordinates_of
 
 
-@OPTIMIZERS.register("grid", summary="per-parameter grid search (coordinate descent over K values per weight)",
-                     kind=ZEROTH_ORDER)
-class GridSearch(SearchOptimizer):
-    """Per-parameter grid search.
+@dataclass(frozen=True)
+class GridOptions:
+    """Grid search's options.
 
-    Args:
-        params: tensors or param groups.
+    Attributes:
         lr: fraction of the way to the best grid value a weight moves (1, the default, is plain grid
-            search; per group, 0 freezes a group at no cost).
+            search; per group, in [0, 1]; 0 freezes a group at no cost).
         weight_range: ``(lo, hi)`` of the grid: absolute values, or offsets from the current value when
             ``relative``.
         range_size: ``K``, values per weight (``>= 2``).
@@ -53,6 +53,33 @@ class GridSearch(SearchOptimizer):
         weights_per_step: weights scanned per ``step`` (a new batch each); ``None``: the rest of the sweep.
         shuffle: visit the weights in a fresh random order each sweep (else in parameter order).
         seed: seeds the visiting order.
+    """
+
+    lr: float = 1.0
+    weight_range: tuple[float, float] = (-5.0, 5.0)
+    range_size: int = 100
+    relative: bool = False
+    shrink: float = 1.0
+    tol: float = 1e-4
+    weights_per_step: int | None = 256
+    shuffle: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.weight_range)
+        check(lo < hi, "grid", f"weight_range must be (lo, hi) with lo < hi, got {self.weight_range}")
+        check(self.range_size >= 2, "grid", f"range_size must be >= 2 values per weight, got {self.range_size}")
+        check(0 < self.shrink <= 1, "grid", f"shrink must be in (0, 1], got {self.shrink}")
+        check(self.tol >= 0, "grid", f"tol must be >= 0, got {self.tol}")
+        check(self.weights_per_step is None or self.weights_per_step >= 1, "grid",
+              f"weights_per_step must be >= 1 (or None for a whole sweep), got {self.weights_per_step}")
+
+
+@OPTIMIZERS.register("grid", summary="per-parameter grid search (coordinate descent over K values per weight)",
+                     kind=ZEROTH_ORDER)
+class GridSearch(GradientFreeOptimizer):
+    """Per-parameter grid search: ``GridSearch(params, weight_range=(-5, 5), range_size=100, ...)``; options in
+    :class:`GridOptions`.
 
     Attributes:
         sweep: sweeps completed; position: weights of the current sweep already scanned; converged: whether
@@ -60,36 +87,25 @@ class GridSearch(SearchOptimizer):
         sweep_gains: relative gain of each completed sweep; evaluations: evaluations spent so far.
     """
 
-    state_key = "grid"
+    Options = GridOptions
+    options: GridOptions
 
-    def __init__(self, params: Iterable[Any], lr: float = 1.0, *, weight_range: tuple[float, float] = (-5.0, 5.0),
-                 range_size: int = 100, relative: bool = False, shrink: float = 1.0, tol: float = 1e-4,
-                 weights_per_step: int | None = 256, shuffle: bool = True, seed: int = 0) -> None:
-        lo, hi = (float(v) for v in weight_range)
-        if not lo < hi:
-            raise ConfigError(f"grid: weight_range must be (lo, hi) with lo < hi, got {weight_range}")
-        if range_size < 2:
-            raise ConfigError(f"grid: range_size must be >= 2 values per weight, got {range_size}")
-        if not 0 < shrink <= 1:
-            raise ConfigError(f"grid: shrink must be in (0, 1], got {shrink}")
-        if tol < 0:
-            raise ConfigError(f"grid: tol must be >= 0, got {tol}")
-        if weights_per_step is not None and weights_per_step < 1:
-            raise ConfigError(f"grid: weights_per_step must be >= 1 (or None for a whole sweep), "
-                              f"got {weights_per_step}")
-        super().__init__(params, {"lr": lr}, seed=seed)
+    def __init__(self, params: Iterable[Any], **options: Any) -> None:
+        super().__init__(params, **options)
         for group in self.param_groups:
             if group["lr"] > 1:
                 raise ConfigError(f"grid: lr is the fraction of the move to the best grid value, in [0, 1]; "
                                   f"got {group['lr']}")
-        self.weight_range = (lo, hi)
-        self.range_size, self.relative, self.shrink, self.tol = range_size, relative, shrink, tol
-        self.weights_per_step, self.shuffle = weights_per_step, shuffle
+        o = self.options
+        self.weight_range = (float(o.weight_range[0]), float(o.weight_range[1]))
+        self.range_size, self.relative, self.shrink, self.tol = o.range_size, o.relative, o.shrink, o.tol
+        self.weights_per_step, self.shuffle = o.weights_per_step, o.shuffle
         self.sweep = 0
         self.position = 0
         self.converged = False
         self.converged_sweep: int | None = None
         self.sweep_gains: list[float] = []
+        self.evaluations = 0
         self._order: Tensor | None = None  # this sweep's visiting order
         self._sweep_start = math.nan  # loss when the sweep started
         self._sweep_gain = 0.0
@@ -116,8 +132,7 @@ class GridSearch(SearchOptimizer):
         Returns:
             the loss at the parameters the step started from (on this step's batch).
         """
-        if closure is None:
-            raise ConfigError("GridSearch.step needs a closure that returns the loss")
+        closure = self.require_closure(closure)
         evaluator = coordinates_of(closure, self._flat)
         before = evaluator.evaluations
         start = evaluator.loss()
@@ -168,11 +183,13 @@ class GridSearch(SearchOptimizer):
         self._order = None
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"sweep": self.sweep, "position": self.position, "converged": self.converged,
+        return {"evaluations": self.evaluations, "sweep": self.sweep, "position": self.position,
+                "converged": self.converged,
                 "converged_sweep": self.converged_sweep, "sweep_gains": list(self.sweep_gains),
                 "order": self._order, "sweep_start": self._sweep_start, "sweep_gain": self._sweep_gain}
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.evaluations = int(extra["evaluations"])
         self.sweep, self.position = int(extra["sweep"]), int(extra["position"])
         self.converged, self.converged_sweep = bool(extra["converged"]), extra["converged_sweep"]
         self.sweep_gains = list(extra["sweep_gains"])

@@ -6,11 +6,11 @@ algorithms and martial arts: towards memetic algorithms", Caltech C3P report 826
 runs ``first`` until ``switch_after`` evaluations, or until its losses plateau, then ``second`` for the
 rest of the run; either phase may be a search, a zeroth-order or a backprop optimizer.
 
-The trainer reads ``optimizer.zeroth_order`` every step, so it gives this optimizer a counting
-:class:`~gradfree.train.objective.BatchObjective` closure in a zeroth-order phase and runs backprop itself in
-a gradient phase (calling ``step()`` with no closure). The hybrid counts evaluations itself, from the
-closures it hands to the phase optimizer (one per candidate scored) and one per gradient step, which is
-exactly how the trainer counts them.
+The trainer reads ``optimizer.zeroth_order`` every step (:class:`~gradfree.optim.protocols.LossOnly`), so it
+gives this optimizer a counting :class:`~gradfree.objective.parameters.ParameterObjective` closure in a
+zeroth-order phase and runs backprop itself in a gradient phase (calling ``step()`` with no closure). The
+hybrid counts evaluations itself, from the closures it hands to the phase optimizer (one per candidate
+scored) and one per gradient step, which is exactly how the trainer counts them.
 """
 
 from __future__ import annotations
@@ -18,40 +18,26 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
+from gradfree.objective.closure import Closure, CoordinateClosure, PopulationClosure
+from gradfree.objective.coordinates import ChargedCoordinates
+from gradfree.optim.base import GradientFreeOptimizer
+from gradfree.optim.options import check
+from gradfree.optim.protocols import works_from_losses
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER, build_optimizer, needs_gradient
-from gradfree.params.coordinates import ChargedCoordinates
-from gradfree.search.evaluation import Closure
 
 
 class CountingClosure:
-    """Wraps a closure; every loss it (or its ``batch`` / ``coordinates``) computes is charged to ``charge``.
-
-    ``batch`` and ``coordinates`` exist only when the wrapped closure has them, so the phase optimizer
-    sees the same capabilities as it would without the wrapper.
-    """
+    """Wraps a plain closure; every call is charged to ``charge`` (one evaluation)."""
 
     def __init__(self, closure: Closure, charge: Callable[[int], None]) -> None:
         self.closure, self.charge = closure, charge
-        inner_batch = getattr(closure, "batch", None)
-        inner_coordinates = getattr(closure, "coordinates", None)
-        if inner_batch is not None:
-            def batch(vectors: Tensor, tensors: list[Tensor]) -> Tensor:
-                losses: Tensor = inner_batch(vectors, tensors)
-                charge(int(vectors.shape[0]))
-                return losses
-
-            self.batch = batch
-        if inner_coordinates is not None:
-            def coordinates(tensors: list[Tensor]) -> ChargedCoordinates:
-                return ChargedCoordinates(inner_coordinates(tensors), lambda losses: charge(losses.numel()))
-
-            self.coordinates = coordinates
 
     def __call__(self) -> Tensor:
         loss = self.closure()
@@ -59,13 +45,40 @@ class CountingClosure:
         return loss
 
 
-@OPTIMIZERS.register("hybrid", summary="two phases, e.g. a search (rso) then backprop fine-tuning (adam); "
-                     "switch by evaluations or plateau", kind=ZEROTH_ORDER)
-class Hybrid(torch.optim.Optimizer):
-    """``first`` until a switch condition, then ``second``.
+class CountingObjective(CountingClosure):
+    """Wraps a closure that scores populations and answers coordinate questions (the trainer's
+    :class:`~gradfree.objective.parameters.ParameterObjective`), charging every loss those compute too, so
+    the phase optimizer keeps the fast paths."""
 
-    Args:
-        params: tensors or param groups.
+    def __init__(self, closure: ParameterObjectiveLike, charge: Callable[[int], None]) -> None:
+        super().__init__(closure, charge)
+        self.inner = closure
+
+    def population(self, vectors: Tensor, tensors: list[Tensor]) -> Tensor:
+        losses = self.inner.population(vectors, tensors)
+        self.charge(int(vectors.shape[0]))
+        return losses
+
+    def coordinates(self, tensors: list[Tensor]) -> ChargedCoordinates:
+        return ChargedCoordinates(self.inner.coordinates(tensors), lambda losses: self.charge(losses.numel()))
+
+
+class ParameterObjectiveLike(PopulationClosure, CoordinateClosure, Protocol):
+    """A closure with both abilities of :mod:`gradfree.objective.closure`."""
+
+
+def counting(closure: Closure, charge: Callable[[int], None]) -> CountingClosure:
+    """``closure`` wrapped so that its evaluations are charged, keeping the abilities it has (both or none)."""
+    if isinstance(closure, PopulationClosure) and isinstance(closure, CoordinateClosure):
+        return CountingObjective(closure, charge)
+    return CountingClosure(closure, charge)
+
+
+@dataclass(frozen=True)
+class HybridOptions:
+    """The hybrid's options.
+
+    Attributes:
         lr: per-group multiplier of both phases' learning rates (0 freezes a group in both phases).
         first, second: registered optimizer names (``gradfree list optimizers``), e.g. ``"rso"`` and
             ``"adam"``, or ``"adam"`` and ``"one-plus-one"`` for the reverse order.
@@ -78,6 +91,35 @@ class Hybrid(torch.optim.Optimizer):
             unless their options give one.
 
     At least one of ``switch_after`` and ``plateau`` is needed; with both, the first reached switches.
+    """
+
+    lr: float = 1.0
+    first: str = "rso"
+    second: str = "adam"
+    first_options: Mapping[str, Any] | None = None
+    second_options: Mapping[str, Any] | None = None
+    switch_after: int | None = None
+    plateau: float | None = None
+    window: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.switch_after is not None or self.plateau is not None, "hybrid",
+              "say when to switch from the first phase to the second: switch_after=N evaluations and/or "
+              "plateau=TOL (e.g. 1e-3)")
+        check(self.switch_after is None or self.switch_after >= 0, "hybrid",
+              f"switch_after must be >= 0 evaluations, got {self.switch_after}")
+        check(self.plateau is None or self.plateau >= 0, "hybrid",
+              f"plateau must be a relative improvement >= 0, got {self.plateau}")
+        check(self.window >= 1, "hybrid", f"window must be >= 1 step, got {self.window}")
+
+
+@OPTIMIZERS.register("hybrid", summary="two phases, e.g. a search (rso) then backprop fine-tuning (adam); "
+                     "switch by evaluations or plateau", kind=ZEROTH_ORDER)
+class Hybrid(GradientFreeOptimizer):
+    """``first`` until a switch condition, then ``second``: ``Hybrid(params, first="rso", second="adam",
+    switch_after=N)``; options in :class:`HybridOptions`.
+
     A closure given to ``step`` in a gradient phase must return the loss without calling ``backward``
     (the hybrid zeroes the gradients, runs it with autograd on and calls ``backward``).
 
@@ -86,31 +128,20 @@ class Hybrid(torch.optim.Optimizer):
         count at the switch (``None`` before); zeroth_order: whether the current phase is zeroth-order.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 1.0, *, first: str = "rso", second: str = "adam",
-                 first_options: Mapping[str, Any] | None = None, second_options: Mapping[str, Any] | None = None,
-                 switch_after: int | None = None, plateau: float | None = None, window: int = 20,
-                 seed: int = 0) -> None:
-        if switch_after is None and plateau is None:
-            raise ConfigError("hybrid: say when to switch from the first phase to the second: "
-                              "switch_after=N evaluations and/or plateau=TOL (e.g. 1e-3)")
-        if switch_after is not None and switch_after < 0:
-            raise ConfigError(f"hybrid: switch_after must be >= 0 evaluations, got {switch_after}")
-        if plateau is not None and plateau < 0:
-            raise ConfigError(f"hybrid: plateau must be a relative improvement >= 0, got {plateau}")
-        if window < 1:
-            raise ConfigError(f"hybrid: window must be >= 1 step, got {window}")
-        super().__init__(params, {"lr": lr})
-        for group in self.param_groups:
-            if not group["lr"] >= 0:
-                raise ConfigError(f"hybrid: lr must be >= 0 in every group, got {group['lr']}")
-        self.names = (first, second)
-        self.phases = [self._build(name, dict(options or {}), seed + i)
-                       for i, (name, options) in enumerate(((first, first_options), (second, second_options)))]
-        self.switch_after, self.plateau, self.window = switch_after, plateau, window
+    Options = HybridOptions
+    options: HybridOptions
+
+    def __init__(self, params: Iterable[Any], **options: Any) -> None:
+        super().__init__(params, **options)
+        o = self.options
+        self.names = (o.first, o.second)
+        self.phases = [self._build(name, dict(opts or {}), o.seed + i)
+                       for i, (name, opts) in enumerate(((o.first, o.first_options), (o.second, o.second_options)))]
+        self.switch_after, self.plateau, self.window = o.switch_after, o.plateau, o.window
         self.phase = 0
         self.evaluations = 0
         self.switched_at: int | None = None
-        self._losses: deque[float] = deque(maxlen=2 * window)
+        self._losses: deque[float] = deque(maxlen=2 * o.window)
 
     def _build(self, name: str, options: dict[str, Any], seed: int) -> torch.optim.Optimizer:
         if name == "hybrid":
@@ -131,7 +162,7 @@ class Hybrid(torch.optim.Optimizer):
     @property
     def zeroth_order(self) -> bool:  # read by the trainer every step
         """Whether the current phase works from losses alone (the trainer then runs no backward)."""
-        return bool(getattr(self.current, "zeroth_order", False))
+        return works_from_losses(self.current)
 
     def _charge(self, evaluations: int) -> None:
         self.evaluations += evaluations
@@ -147,7 +178,7 @@ class Hybrid(torch.optim.Optimizer):
         if self.zeroth_order:
             if closure is None:
                 raise ConfigError(f"hybrid: the {self.names[self.phase]} phase needs a closure that returns the loss")
-            returned = optimizer.step(CountingClosure(closure, self._charge))  # type: ignore[arg-type]
+            returned = optimizer.step(counting(closure, self._charge))  # type: ignore[arg-type]
             loss = returned if isinstance(returned, Tensor) or returned is None else torch.tensor(returned)
         elif closure is None:  # the trainer ran forward and backward: one evaluation
             if self.plateau is not None and self.phase == 0 and self.switch_after is None:
@@ -191,21 +222,13 @@ class Hybrid(torch.optim.Optimizer):
             self.switched_at = self.evaluations
             self._losses.clear()
 
-    def state_dict(self) -> dict[str, Any]:
-        """``torch.optim`` state plus both phases' state dicts, the phase and the counters."""
-        sd = super().state_dict()
-        sd["hybrid"] = {"phase": self.phase, "evaluations": self.evaluations, "switched_at": self.switched_at,
-                        "losses": list(self._losses), "phases": [p.state_dict() for p in self.phases]}
-        return sd
+    def _extra_state(self) -> dict[str, Any]:
+        return {"phase": self.phase, "evaluations": self.evaluations, "switched_at": self.switched_at,
+                "losses": list(self._losses), "phases": [p.state_dict() for p in self.phases]}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
-        sd = dict(state_dict)
-        extra = sd.pop("hybrid", None)
-        super().load_state_dict(sd)
-        if extra is not None:
-            self.phase, self.evaluations = int(extra["phase"]), int(extra["evaluations"])
-            self.switched_at = extra["switched_at"]
-            self._losses = deque(extra["losses"], maxlen=2 * self.window)
-            for optimizer, state in zip(self.phases, extra["phases"], strict=True):
-                optimizer.load_state_dict(state)
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.phase, self.evaluations = int(extra["phase"]), int(extra["evaluations"])
+        self.switched_at = extra["switched_at"]
+        self._losses = deque(extra["losses"], maxlen=2 * self.window)
+        for optimizer, state in zip(self.phases, extra["phases"], strict=True):
+            optimizer.load_state_dict(state)

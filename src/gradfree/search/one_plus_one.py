@@ -23,25 +23,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gradfree.errors import ConfigError
-from gradfree.optim.base import batch_objective
+from gradfree.objective.closure import Closure, vector_objective
+from gradfree.optim.base import GradientFreeOptimizer
+from gradfree.optim.options import check
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
-from gradfree.search.base import SearchOptimizer
-from gradfree.search.evaluation import Closure
 
 
-@OPTIMIZERS.register("one-plus-one", summary="(1+1) local search with the 1/5th success rule, optional blocks "
-                     "and box bounds", kind=ZEROTH_ORDER)
-class OnePlusOne(SearchOptimizer):
-    """(1+1) local search with step-size adaptation.
+@dataclass(frozen=True)
+class OnePlusOneOptions:
+    """(1+1) local search's options.
 
-    Args:
-        params: tensors or param groups.
+    Attributes:
         lr: initial standard deviation of the perturbation (per group; 0 freezes a group).
         block_size: perturb a random block of this many weights per step (``None``: all of them).
         success_rate: the target success rate of the rule (1/5).
@@ -52,37 +50,53 @@ class OnePlusOne(SearchOptimizer):
             ``lr`` an honest bound of the step size.
         bounds: optional ``(lo, hi)`` box for every weight.
         seed: seeds the perturbations and the blocks.
+    """
+
+    lr: float = 0.01
+    block_size: int | None = None
+    success_rate: float = 0.2
+    adapt: float = math.exp(1 / 3)
+    scale_bounds: tuple[float, float] = (1e-3, 1e3)
+    bounds: tuple[float, float] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.block_size is None or self.block_size >= 1, "one-plus-one",
+              f"block_size must be >= 1 (or None for all weights), got {self.block_size}")
+        check(0 < self.success_rate < 1, "one-plus-one", f"success_rate must be in (0, 1), got {self.success_rate}")
+        check(self.adapt > 1, "one-plus-one", f"adapt must be > 1 (the step grows on success), got {self.adapt}")
+        low, high = (float(v) for v in self.scale_bounds)
+        check(0 < low <= 1 <= high, "one-plus-one",
+              f"scale_bounds must satisfy 0 < min <= 1 <= max, got {self.scale_bounds}")
+        check(self.bounds is None or float(self.bounds[0]) < float(self.bounds[1]), "one-plus-one",
+              f"bounds must be (lo, hi) with lo < hi, got {self.bounds}")
+
+
+@OPTIMIZERS.register("one-plus-one", summary="(1+1) local search with the 1/5th success rule, optional blocks "
+                     "and box bounds", kind=ZEROTH_ORDER)
+class OnePlusOne(GradientFreeOptimizer):
+    """(1+1) local search with step-size adaptation: ``OnePlusOne(params, lr=0.01, ...)``; options in
+    :class:`OnePlusOneOptions`.
 
     Attributes:
         scale: the current multiplier of ``lr``; successes, trials: accepted candidates and steps;
         evaluations: evaluations spent so far.
     """
 
-    state_key = "one_plus_one"
+    Options = OnePlusOneOptions
+    options: OnePlusOneOptions
 
-    def __init__(self, params: Iterable[Any], lr: float = 0.01, *, block_size: int | None = None,
-                 success_rate: float = 0.2, adapt: float = math.exp(1 / 3),
-                 scale_bounds: tuple[float, float] = (1e-3, 1e3), bounds: tuple[float, float] | None = None,
-                 seed: int = 0) -> None:
-        if block_size is not None and block_size < 1:
-            raise ConfigError(f"one-plus-one: block_size must be >= 1 (or None for all weights), got {block_size}")
-        if not 0 < success_rate < 1:
-            raise ConfigError(f"one-plus-one: success_rate must be in (0, 1), got {success_rate}")
-        if not adapt > 1:
-            raise ConfigError(f"one-plus-one: adapt must be > 1 (the step grows on success), got {adapt}")
-        low, high = (float(v) for v in scale_bounds)
-        if not 0 < low <= 1 <= high:
-            raise ConfigError(f"one-plus-one: scale_bounds must satisfy 0 < min <= 1 <= max, got {scale_bounds}")
-        if bounds is not None and not float(bounds[0]) < float(bounds[1]):
-            raise ConfigError(f"one-plus-one: bounds must be (lo, hi) with lo < hi, got {bounds}")
-        super().__init__(params, {"lr": lr}, seed=seed)
-        self.block_size = block_size
-        self.success_rate, self.adapt = success_rate, adapt
-        self.scale_bounds = (low, high)
-        self.bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+    def __init__(self, params: Iterable[Any], **options: Any) -> None:
+        super().__init__(params, **options)
+        o = self.options
+        self.block_size = o.block_size
+        self.success_rate, self.adapt = o.success_rate, o.adapt
+        self.scale_bounds = (float(o.scale_bounds[0]), float(o.scale_bounds[1]))
+        self.bounds = None if o.bounds is None else (float(o.bounds[0]), float(o.bounds[1]))
         self.scale = 1.0
         self.successes = 0
         self.trials = 0
+        self.evaluations = 0
 
     def adapt_scale(self, success: bool) -> float:
         """Apply the 1/5th rule to ``scale`` after a step; returns the new scale."""
@@ -99,8 +113,7 @@ class OnePlusOne(SearchOptimizer):
         Returns:
             the loss of the weights the step started from (on this step's batch).
         """
-        if closure is None:
-            raise ConfigError("OnePlusOne.step needs a closure that returns the loss")
+        closure = self.require_closure(closure)
         x = self._flat.get()
         if self.bounds is not None:
             inside = x.clamp(*self.bounds)
@@ -117,7 +130,7 @@ class OnePlusOne(SearchOptimizer):
         candidate[active] += step[active] * z
         if self.bounds is not None:
             candidate[active] = candidate[active].clamp(*self.bounds)
-        losses = batch_objective(closure, self._flat)(torch.stack([x, candidate]))
+        losses = vector_objective(closure, self._flat)(torch.stack([x, candidate]))
         self.evaluations += 2
         current, trial = float(losses[0]), float(losses[1])
         success = math.isfinite(trial) and math.isfinite(current) and trial <= current and active.numel() > 0
@@ -129,8 +142,10 @@ class OnePlusOne(SearchOptimizer):
         return torch.tensor(current)
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"scale": self.scale, "successes": self.successes, "trials": self.trials}
+        return {"scale": self.scale, "successes": self.successes, "trials": self.trials,
+                "evaluations": self.evaluations}
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.scale = float(extra["scale"])
         self.successes, self.trials = int(extra["successes"]), int(extra["trials"])
+        self.evaluations = int(extra["evaluations"])

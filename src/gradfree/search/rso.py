@@ -47,26 +47,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
+from gradfree.objective.closure import Closure, coordinates_of
+from gradfree.optim.base import GradientFreeOptimizer
+from gradfree.optim.options import check
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
-from gradfree.search.base import SearchOptimizer
-from gradfree.search.evaluation import Closure, coordinates_of
 
 Order = Literal["output-first", "input-first"]
 
 
-@OPTIMIZERS.register("rso", summary="RSO (Tripathi & Singh 2020): one weight at a time, keep w, w+d or w-d",
-                     kind=ZEROTH_ORDER)
-class RSO(SearchOptimizer):
-    """Random search optimisation, one weight at a time.
+@dataclass(frozen=True)
+class RSOOptions:
+    """RSO's options.
 
-    Args:
-        params: tensors or param groups.
+    Attributes:
         lr: scale of the perturbation relative to each layer's initial standard deviation (the authors'
             ``sample_scale``; per group, 0 freezes a group at no cost).
         rounds: rounds (full sweeps over every weight) of the linear annealing; ``None`` keeps the
@@ -79,39 +79,57 @@ class RSO(SearchOptimizer):
         l2: L2 penalty ``l2 / 2 * w**2`` per weight added to the compared losses (0: the paper's RSO).
         sigma: one perturbation scale for every tensor instead of the measured initial standard deviations.
         seed: seeds the perturbations.
+    """
+
+    lr: float = 1.0
+    rounds: int | None = 50
+    anneal: float = 0.1
+    weights_per_step: int | None = 1024
+    order: Order = "output-first"
+    weight_decay: float = 0.0
+    l2: float = 0.0
+    sigma: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.rounds is None or self.rounds >= 1, "rso",
+              f"rounds must be >= 1 (or None for no annealing), got {self.rounds}")
+        check(0 <= self.anneal <= 1, "rso", f"anneal is the final fraction of the standard deviation, in [0, 1]; "
+              f"got {self.anneal}")
+        check(self.weights_per_step is None or self.weights_per_step >= 1, "rso",
+              f"weights_per_step must be >= 1 (or None for a whole round), got {self.weights_per_step}")
+        check(self.order in ("output-first", "input-first"), "rso",
+              f"order must be 'output-first' or 'input-first', got {self.order!r}")
+        check(0 <= self.weight_decay < 1, "rso", f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        check(self.l2 >= 0, "rso", f"l2 must be >= 0, got {self.l2}")
+        check(self.sigma is None or self.sigma > 0, "rso", f"sigma must be positive, got {self.sigma}")
+
+
+@OPTIMIZERS.register("rso", summary="RSO (Tripathi & Singh 2020): one weight at a time, keep w, w+d or w-d",
+                     kind=ZEROTH_ORDER)
+class RSO(GradientFreeOptimizer):
+    """Random search optimisation, one weight at a time: ``RSO(params, rounds=50, ...)``; options in
+    :class:`RSOOptions`.
 
     Attributes:
         round: rounds completed; position: weights of the current round already tried; accepted: weights
         changed so far; evaluations: evaluations spent so far.
     """
 
-    state_key = "rso"
+    Options = RSOOptions
+    options: RSOOptions
 
-    def __init__(self, params: Iterable[Any], lr: float = 1.0, *, rounds: int | None = 50, anneal: float = 0.1,
-                 weights_per_step: int | None = 1024, order: Order = "output-first", weight_decay: float = 0.0,
-                 l2: float = 0.0, sigma: float | None = None, seed: int = 0) -> None:
-        if rounds is not None and rounds < 1:
-            raise ConfigError(f"rso: rounds must be >= 1 (or None for no annealing), got {rounds}")
-        if not 0 <= anneal <= 1:
-            raise ConfigError(f"rso: anneal is the final fraction of the standard deviation, in [0, 1]; got {anneal}")
-        if weights_per_step is not None and weights_per_step < 1:
-            raise ConfigError(f"rso: weights_per_step must be >= 1 (or None for a whole round), got {weights_per_step}")
-        if order not in ("output-first", "input-first"):
-            raise ConfigError(f"rso: order must be 'output-first' or 'input-first', got {order!r}")
-        if not 0 <= weight_decay < 1:
-            raise ConfigError(f"rso: weight_decay must be in [0, 1), got {weight_decay}")
-        if not l2 >= 0:
-            raise ConfigError(f"rso: l2 must be >= 0, got {l2}")
-        if sigma is not None and not sigma > 0:
-            raise ConfigError(f"rso: sigma must be positive, got {sigma}")
-        super().__init__(params, {"lr": lr}, seed=seed)
-        self.rounds, self.anneal = rounds, anneal
-        self.weights_per_step, self.order = weights_per_step, order
-        self.weight_decay, self.l2 = weight_decay, l2
+    def __init__(self, params: Iterable[Any], **options: Any) -> None:
+        super().__init__(params, **options)
+        o = self.options
+        self.rounds, self.anneal = o.rounds, o.anneal
+        self.weights_per_step, self.order = o.weights_per_step, o.order
+        self.weight_decay, self.l2 = o.weight_decay, o.l2
         self.round = 0
         self.position = 0
         self.accepted = 0
-        self._init_sigmas(sigma)
+        self.evaluations = 0
+        self._init_sigmas(o.sigma)
         self._plan_key: tuple[float, ...] | None = None
         self._sweep = torch.empty(0, dtype=torch.int64)
         self._scale = torch.empty(0)
@@ -166,8 +184,7 @@ class RSO(SearchOptimizer):
         Returns:
             the loss at the parameters the step started from (on this step's batch).
         """
-        if closure is None:
-            raise ConfigError("RSO.step needs a closure that returns the loss")
+        closure = self.require_closure(closure)
         sweep, scale = self._plan()
         evaluator = coordinates_of(closure, self._flat)
         before = evaluator.evaluations
@@ -197,9 +214,10 @@ class RSO(SearchOptimizer):
         return torch.tensor(start)
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"round": self.round, "position": self.position, "accepted": self.accepted}
+        return {"round": self.round, "position": self.position, "accepted": self.accepted,
+                "evaluations": self.evaluations}
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.round, self.position = int(extra["round"]), int(extra["position"])
-        self.accepted = int(extra["accepted"])
+        self.accepted, self.evaluations = int(extra["accepted"]), int(extra["evaluations"])
         self._plan_key = None  # sigmas came back in self.state

@@ -3,17 +3,20 @@
 One ``step(closure)`` is one generation::
 
     population = strategy.ask()                       # (P, D) flat parameter vectors
-    losses = closure.batch(population, tensors)       # ONE batched call (or a loop over the plain closure)
+    losses = closure.population(population, tensors)  # ONE batched call (or a loop over the plain closure)
     strategy.tell(losses)
     write strategy.mean into the parameters           # the search centre is what the model holds
 
-so a step costs exactly ``popsize`` evaluations, all counted by the closure, and returns the mean of the
+or, with an evaluator (:meth:`StrategyOptimizer.use_evaluator`, e.g. a pool of Ray actors), the losses of the
+generation on the trainer's batch of this step computed elsewhere and charged to the closure; so a step costs
+exactly ``popsize`` evaluations, all counted by the closure, and returns the mean of the
 population's finite losses (no extra evaluation at the new centre is spent just to report a number). The
 strategy never learns where its population was evaluated.
 
 Every registered strategy (:data:`gradfree.strategies.STRATEGIES`) is registered in
-:data:`gradfree.optim.OPTIMIZERS` under its own name ("open-es", "snes", "pgpe", "sep-cma", "ga", "cem"), and
-the adapters add "nevergrad" and "pycma"; each takes ``lr``, ``popsize``, ``sigma``, ``seed`` and the
+:data:`gradfree.optim.OPTIMIZERS` under its own name ("open-es", "snes", "pgpe", "sep-cma", "ga", "cem") by
+:mod:`gradfree.strategies.methods`, which also registers the adapters "nevergrad" and "pycma"; each takes
+``lr``, ``popsize``, ``sigma``, ``seed`` and the
 strategy's hyper-parameters as options, e.g.
 ``build_optimizer("sep-cma", model.parameters(), popsize=32, sigma=0.05)``.
 
@@ -27,18 +30,20 @@ group. When a scheduler changes a group's ``lr`` the anchor moves so that the pa
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import math
-from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
-from gradfree.optim.base import Closure, batch_objective
+from gradfree.objective.closure import Closure, vector_objective
+from gradfree.optim.base import GradientFreeOptimizer
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
-from gradfree.params.flat import FlatParams
 from gradfree.strategies.base import STRATEGIES, Strategy
 
 # Arguments of every strategy that the optimizer fills in itself (the rest are the strategy's hyper-parameters).
@@ -51,8 +56,9 @@ def default_popsize(num_dims: int) -> int:
     return size + size % 2
 
 
-def strategy_options(cls: type[Strategy]) -> dict[str, inspect.Parameter]:
-    """The hyper-parameters of strategy class ``cls`` beyond the common ones, by name (with defaults)."""
+def strategy_hyper(cls: type[Strategy]) -> dict[str, inspect.Parameter]:
+    """The hyper-parameters of strategy class ``cls`` beyond the common ones, read from its explicit
+    keyword-only signature (the one place a strategy declares them)."""
     params = inspect.signature(cls.__init__).parameters
     return {n: p for n, p in params.items() if n not in _COMMON and p.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -62,66 +68,122 @@ def _sigma_default(cls: type[Strategy]) -> float:
     return float(default) if default is not inspect.Parameter.empty else 0.1
 
 
-class StrategyOptimizer(torch.optim.Optimizer):
+def _check_lr(options: Any) -> None:
+    lr = options.lr
+    if isinstance(lr, bool) or not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a finite number > 0, got {lr!r}")
+
+
+@functools.cache
+def strategy_options(cls: type[Strategy]) -> type[Any]:
+    """The ``Options`` dataclass of a strategy as an optimizer: ``lr, popsize, sigma, seed`` and the strategy's
+    hyper-parameters, with their defaults (built once per strategy class)."""
+    hyper = strategy_hyper(cls)
+    lr_default = hyper["lr"].default if "lr" in hyper else 1.0
+    fields: list[tuple[str, Any, Any]] = [
+        ("lr", float, dataclasses.field(default=lr_default)),
+        ("popsize", "int | None", dataclasses.field(default=None)),
+        ("sigma", float, dataclasses.field(default=_sigma_default(cls))),
+        ("seed", int, dataclasses.field(default=0)),
+    ]
+    fields += [(n, Any, dataclasses.field(default=p.default)) for n, p in hyper.items() if n != "lr"]
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", fields, frozen=True,
+                                      namespace={"__post_init__": _check_lr})
+
+
+@runtime_checkable
+class ChargedStep(Protocol):
+    """A closure that names its batch by the trainer's step and takes losses computed elsewhere
+    (:class:`~gradfree.objective.parameters.ParameterObjective`): what a remote evaluator needs."""
+
+    step: int | None
+
+    def charge(self, losses: Tensor) -> None:
+        """Count ``losses`` (computed by someone else) as evaluations of this closure."""
+        ...
+
+
+class PopulationEvaluator(Protocol):
+    """Scores a strategy's pending generation on the batch of a step, somewhere (e.g. a pool of Ray actors:
+    :class:`~gradfree.distributed.ray_evaluator.RayEvaluator`)."""
+
+    def evaluate(self, strategy: Strategy, *, step: int | None = None) -> Tensor:
+        """Losses ``(P,)`` of the pending generation on the batch of ``step``."""
+        ...
+
+
+class StrategyOptimizer(GradientFreeOptimizer):
     """Trains the parameters of any module with an ask/tell population strategy; no gradients involved.
 
     Args:
         params: tensors or param groups, as for any ``torch.optim.Optimizer`` (one dtype and device).
         strategy: a name in :data:`STRATEGIES` or a :class:`Strategy` subclass (e.g. an adapter).
-        lr: for strategies with a step size of their own (open-es, pgpe) their ``lr``; otherwise the default
-            scale of the search space (1.0). A group's ``lr`` relative to it scales that group's search
-            (see the module docstring); ``0`` freezes a group.
-        popsize: members per generation (evaluations per step); default :func:`default_popsize`.
-        sigma: the strategy's initial sampling scale (default: the strategy's own default).
-        seed: seeds the strategy's generator; the global RNG is never used.
-        **hyper: the strategy's other hyper-parameters (e.g. ``elite_frac`` for "cem").
+        **options: the fields of :func:`strategy_options` of the strategy:
+
+            * ``lr``: for strategies with a step size of their own (open-es, pgpe) their ``lr``; otherwise the
+              default scale of the search space (1.0). A group's ``lr`` relative to it scales that group's
+              search (see the module docstring); ``0`` freezes a group.
+            * ``popsize``: members per generation (evaluations per step); default :func:`default_popsize`.
+            * ``sigma``: the strategy's initial sampling scale (default: the strategy's own default).
+            * ``seed``: seeds the strategy's generator; the global RNG is never used.
+            * the strategy's other hyper-parameters (e.g. ``elite_frac`` for "cem").
 
     Attributes:
         strategy: the wrapped :class:`Strategy`; its ``mean`` (mapped through the group scales) is what the
             parameters hold after every step.
         last_losses: the population's losses of the last step ``(P,)``.
+        evaluator: where generations are scored (``None``: in this process, through the closure); see
+            :meth:`use_evaluator`.
 
     The strategy is the source of truth: parameters changed outside ``step`` are overwritten by the next
     step's centre. ``state_dict()`` holds the strategy's full state (``Strategy.state_dict``: tensors and
     plain values), so a resumed run continues identically.
     """
 
-    zeroth_order: ClassVar[bool] = True  # the trainer: no backward pass, give a BatchObjective closure
-
-    def __init__(self, params: Iterable[Any], strategy: str | type[Strategy], *, lr: float | None = None,
-                 popsize: int | None = None, sigma: float | None = None, seed: int = 0, **hyper: Any) -> None:
+    def __init__(self, params: Iterable[Any], strategy: str | type[Strategy], **options: Any) -> None:
         cls = STRATEGIES.get(strategy) if isinstance(strategy, str) else strategy
-        accepted = strategy_options(cls)
-        unknown = sorted(set(hyper) - set(accepted) - {"lr"})
-        if unknown:
-            name = strategy if isinstance(strategy, str) else cls.__name__
-            raise ConfigError(f"strategy {name!r} takes no option {', '.join(unknown)}; it takes: lr, popsize, "
-                              f"sigma, seed{''.join(', ' + n for n in accepted if n != 'lr')}")
-        self._own_lr = "lr" in accepted  # the strategy has a step size: lr goes to it, groups scale relative
-        if lr is None:
-            lr = float(accepted["lr"].default) if self._own_lr else 1.0
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"lr must be a finite number > 0, got {lr!r}")
+        self._strategy_cls = cls
+        self.strategy_name = strategy if isinstance(strategy, str) else cls.__name__
         self._built = False
-        super().__init__(params, {"lr": float(lr)})
-        self._base_lr = float(lr)
-        tensors = [p for g in self.param_groups for p in g["params"]]
-        self._flat = FlatParams(None, params=tensors)
+        super().__init__(params, **options)
+        o = self.options
         if not self._flat.dtype.is_floating_point:
             raise ConfigError(f"StrategyOptimizer needs floating-point parameters, got {self._flat.dtype}")
+        self._own_lr = "lr" in strategy_hyper(cls)  # the strategy has a step size: lr goes to it
+        self._base_lr = float(o.lr)
         x0 = self._flat.get()
         num_dims = self._flat.num_dims
-        popsize = default_popsize(num_dims) if popsize is None else popsize
-        sigma = _sigma_default(cls) if sigma is None else sigma
+        popsize = default_popsize(num_dims) if o.popsize is None else o.popsize
+        hyper = {n: getattr(o, n) for n in strategy_hyper(cls) if n != "lr"}
         if self._own_lr:
-            hyper["lr"] = float(lr)
-        self.strategy_name = strategy if isinstance(strategy, str) else cls.__name__
-        self.strategy: Strategy = cls(num_dims, popsize, init_mean=x0, sigma=sigma, seed=seed, **hyper)
+            hyper["lr"] = float(o.lr)
+        self.strategy: Strategy = cls(num_dims, popsize, init_mean=x0, sigma=o.sigma, seed=o.seed, **hyper)
         self._scales = self._group_scales()
         self._anchor = (1 - self._scales) * x0  # so that x0 = anchor + scales * u0 with u0 = x0
         self._identity = self._is_identity()
         self.last_losses: Tensor | None = None
+        self.evaluator: PopulationEvaluator | None = None
         self._built = True
+
+    def options_class(self) -> type[Any]:
+        """The strategy's options (:func:`strategy_options`)."""
+        return strategy_options(self._strategy_cls)
+
+    def method_name(self) -> str:
+        """The strategy's name, for error messages."""
+        return f"strategy {self.strategy_name!r}"
+
+    def use_evaluator(self, evaluator: PopulationEvaluator | None) -> None:
+        """Score generations on ``evaluator`` (``None``: in this process, through the closure).
+
+        The closure each step gets must then be a :class:`ChargedStep` (the trainer's is): the evaluator is
+        told the step, scores the generation on the same batch the trainer would, and the losses are charged
+        to the closure. Members are written as they are, so every group must have the optimizer's ``lr``.
+        """
+        if evaluator is not None and not self._identity:
+            raise ConfigError("a remote evaluator scores the strategy's vectors as parameters: give every param "
+                              "group the optimizer's lr (no per-group scaling)")
+        self.evaluator = evaluator
 
     # ---- the search-space map x = anchor + scales * u ------------------------------------------------
     def _group_scales(self) -> Tensor:
@@ -152,11 +214,6 @@ class StrategyOptimizer(torch.optim.Optimizer):
         """Map search vectors ``u`` (``(D,)`` or ``(P, D)``) to parameter vectors ``anchor + scales * u``."""
         return u if self._identity else self._anchor + self._scales * u
 
-    @property
-    def flat(self) -> FlatParams:
-        """The flat view of every parameter this optimizer updates, in param-group order."""
-        return self._flat
-
     # ---- torch.optim contract ------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Only while building: the strategy's dimension is fixed once it exists."""
@@ -173,35 +230,29 @@ class StrategyOptimizer(torch.optim.Optimizer):
             the mean of the population's finite losses (NaN when none is finite); spends ``popsize``
             evaluations of ``closure`` and no others.
         """
-        if closure is None:
-            raise ConfigError(f"{type(self).__name__}.step needs a closure that returns the loss")
+        closure = self.require_closure(closure)
         self._sync_scales()
-        objective: Callable[[Tensor], Tensor] = batch_objective(closure, self._flat)
-        population = self.strategy.ask()
-        losses = objective(self.to_params(population))
+        if self.evaluator is not None:
+            if not isinstance(closure, ChargedStep):
+                raise ConfigError("with an evaluator, step() needs the trainer's closure (it names the batch)")
+            losses = self.evaluator.evaluate(self.strategy, step=closure.step).to(self._flat.dtype)
+            closure.charge(losses)
+        else:
+            losses = vector_objective(closure, self._flat)(self.to_params(self.strategy.ask()))
         self.strategy.tell(losses)
         self._flat.set_(self.to_params(self.strategy.mean))
         self.last_losses = losses.detach()
         finite = losses[torch.isfinite(losses)]
         return finite.mean() if finite.numel() else torch.tensor(math.nan)
 
-    def state_dict(self) -> dict[str, Any]:
-        """``torch.optim`` state plus the strategy's state and the search-space map."""
-        sd = super().state_dict()
-        sd["strategy"] = {"name": self.strategy_name, "state": self.strategy.state_dict(),
-                          "scales": self._scales.clone(), "anchor": self._anchor.clone()}
-        return sd
+    def _extra_state(self) -> dict[str, Any]:
+        return {"name": self.strategy_name, "state": self.strategy.state_dict(),
+                "scales": self._scales.clone(), "anchor": self._anchor.clone()}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved into an optimizer built with the same options."""
-        sd = dict(state_dict)
-        extra = sd.pop("strategy", None)
-        if extra is None:
-            raise ConfigError("this state_dict has no strategy state: it was not saved by a StrategyOptimizer")
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
         if extra["name"] != self.strategy_name:
             raise ConfigError(f"state_dict is for strategy {extra['name']!r}, this optimizer runs "
                               f"{self.strategy_name!r}")
-        super().load_state_dict(sd)
         self.strategy.load_state_dict(extra["state"])
         self._scales = extra["scales"].to(self._flat.device, self._flat.dtype)
         self._anchor = extra["anchor"].to(self._flat.device, self._flat.dtype)
@@ -212,33 +263,15 @@ class StrategyOptimizer(torch.optim.Optimizer):
 
 
 class StrategyFactory:
-    """The registered factory of one strategy optimizer: ``factory(params, **options)``.
-
-    Its signature (``inspect.signature``) lists the options, so :func:`gradfree.optim.build_optimizer`
-    rejects a misspelt one with the list of valid ones and ``gradfree list`` can show them.
-    """
+    """The registered factory of one strategy optimizer: ``factory(params, **options)``, its options the
+    :func:`strategy_options` dataclass of the strategy."""
 
     def __init__(self, name: str, cls: type[Strategy]) -> None:
         self.name, self.cls = name, cls
-        hyper = strategy_options(cls)
-        kw = inspect.Parameter.KEYWORD_ONLY
-        lr_default = hyper["lr"].default if "lr" in hyper else 1.0
-        common = [
-            inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            inspect.Parameter("lr", kw, default=lr_default, annotation=float),
-            inspect.Parameter("popsize", kw, default=None, annotation="int | None"),
-            inspect.Parameter("sigma", kw, default=_sigma_default(cls), annotation=float),
-            inspect.Parameter("seed", kw, default=0, annotation=int),
-        ]
-        self.__signature__ = inspect.Signature(common + [p for n, p in hyper.items() if n != "lr"])
+        self.Options = strategy_options(cls)
         self.__doc__ = f"Build a :class:`StrategyOptimizer` running {cls.__name__} (strategy {name!r})."
 
     def __call__(self, params: Any, **options: Any) -> StrategyOptimizer:
-        accepted = list(self.__signature__.parameters)[1:]
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise ConfigError(f"optimizer {self.name!r} takes no option {', '.join(unknown)}; "
-                              f"it takes: {', '.join(accepted)}")
         return StrategyOptimizer(params, self.cls, **options)
 
 
@@ -250,11 +283,3 @@ def register_strategy_optimizer(name: str, cls: type[Strategy], *, summary: str,
     """
     tags = {"requires": requires} if requires else {}
     OPTIMIZERS.add(name, StrategyFactory(name, cls), summary=summary, kind=ZEROTH_ORDER, **tags)
-
-
-for _entry in STRATEGIES:
-    register_strategy_optimizer(_entry.name, _entry.item, summary=f"{_entry.summary} [population strategy]")
-
-# The adapters register themselves ("nevergrad", "pycma"); they import their libraries only when built.
-import gradfree.strategies.cma_adapter  # noqa: E402,F401  (registration)
-import gradfree.strategies.nevergrad_adapter  # noqa: E402,F401

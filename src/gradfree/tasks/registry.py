@@ -1,4 +1,5 @@
-"""Tasks looked up by name: each builds its data splits and names a default model."""
+"""Tasks looked up by name: each builder returns a :class:`~gradfree.tasks.protocol.Task` (its data splits, loss,
+metrics and default model)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 from gradfree.registry import Registry
 from gradfree.tasks.classification import ClassificationTask
+from gradfree.tasks.protocol import Task
 
-TaskBuilder = Callable[..., ClassificationTask]
-"""``builder(*, data_dir, seed, download, train_subset) -> task``."""
+TaskBuilder = Callable[..., Task]
+"""``builder(*, data_dir, seed, download, train_subset) -> task``: any :class:`~gradfree.tasks.protocol.Task`."""
 
 TASKS: Registry[TaskBuilder] = Registry("task")
 
@@ -57,6 +59,6 @@ TASKS.add("cifar10", _cifar10,
           summary="CIFAR-10 3x32x32: 45k train (or a seeded subset) / 5k val / official 10k test")
 
 
-def build_task(name: str, **options: Any) -> ClassificationTask:
+def build_task(name: str, **options: Any) -> Task:
     """Build the registered task ``name``."""
     return TASKS.get(name)(**options)

@@ -17,24 +17,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradfree.data.augment import Augmenter
+from gradfree.data.ragged import dense
 from gradfree.data.splits import DataSplits, Split
 from gradfree.errors import ConfigError
-from gradfree.tasks.registry import TASKS, TaskBuilder
+from gradfree.tasks.protocol import Metric
+from gradfree.tasks.registry import TASKS
+from gradfree.tasks.supervised import SupervisedTask, for_each_chunk
 
 TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 1000, 1000, 1000
 NOISE = 1.0
 DATA_SEED = 0
 
 
+R2 = Metric("r2", higher_is_better=True, label="R²")
+
+
 @dataclass
-class RegressionTask:
-    """A regression dataset with its loss (MSE) and metrics (RMSE, R^2).
+class RegressionTask(SupervisedTask):
+    """A regression dataset with its loss (MSE) and metrics (RMSE, R^2 as the headline).
 
     Attributes:
         data: the splits; ``y`` holds float targets of shape ``(N, outputs)`` and ``num_classes`` is the
@@ -42,36 +48,37 @@ class RegressionTask:
         default_model: the model spec used when none is given.
     """
 
-    data: DataSplits
-    default_model: str
-
     @property
-    def name(self) -> str:
-        """The dataset's name."""
-        return self.data.name
+    def headline(self) -> Metric:
+        """The coefficient of determination, R^2."""
+        return R2
 
     # Mean squared error, ``(output, target) -> scalar``: F.mse_loss itself, so that populations are scored in
     # one vmapped call and the incremental coordinate engine recognises it as a mean over rows.
     loss_fn = staticmethod(F.mse_loss)
 
-    @torch.no_grad()
+    def augmentation(self, spec: str | None) -> Augmenter | None:
+        """None: the inputs are not images."""
+        if spec:
+            raise ConfigError(f"{self.name} has no augmentation (its inputs are not images); drop --augment")
+        return None
+
     def evaluate(self, model: nn.Module, split: Split, *, chunk: int = 4096) -> dict[str, float]:
         """MSE (``loss``), its root (``rmse``) and the coefficient of determination (``r2``) on ``split``.
 
         ``r2 = 1 - SSE / SST`` with ``SST`` about the split's own mean; monitoring, not counted in the budget.
         """
-        was_training = model.training
-        model.eval()
-        sse = 0.0
-        try:
-            for start in range(0, len(split), chunk):
-                x, y = split.x[start : start + chunk], split.y[start : start + chunk]
-                sse += float(F.mse_loss(model(x), y, reduction="sum"))
-        finally:
-            model.train(was_training)
-        count = max(split.y.numel(), 1)
+        total = {"sse": 0.0}
+
+        def add(out: Tensor, y: Tensor) -> None:
+            total["sse"] += float(F.mse_loss(out, y, reduction="sum"))
+
+        for_each_chunk(model, self.chunks(split, chunk), add)
+        y = dense(split.y)
+        sse = total["sse"]
+        count = max(y.numel(), 1)
         mse = sse / count
-        sst = float(((split.y - split.y.mean(dim=0)) ** 2).sum()) if len(split) else 0.0
+        sst = float(((y - y.mean(dim=0)) ** 2).sum()) if len(split) else 0.0
         r2 = 1.0 - sse / sst if sst > 0 else math.nan
         return {"loss": mse, "rmse": math.sqrt(mse), "r2": r2}
 
@@ -110,7 +117,5 @@ def _synthetic(*, data_dir: str | Path | None = None, seed: int = 0, download: b
     return RegressionTask(data, default_model="mlp:10-5-4-1:tanh")
 
 
-# The registry is typed for classification tasks; a RegressionTask has the same interface (data,
-# default_model, loss_fn, evaluate) and the trainer only uses that interface.
-TASKS.add("synthetic-regression", cast(TaskBuilder, _synthetic),
+TASKS.add("synthetic-regression", _synthetic,
           summary="Friedman #1 (10 inputs, 5 relevant, noise 1), 1000/1000/1000 rows, MSE; fixed data")

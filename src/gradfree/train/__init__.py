@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradfree.train.objective import BatchObjective, EvaluationCounter
 from gradfree.train.trainer import TrainConfig, Trainer, TrainResult
 
-__all__ = ["BatchObjective", "EvaluationCounter", "TrainConfig", "TrainResult", "Trainer"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer"]

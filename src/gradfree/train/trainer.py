@@ -22,13 +22,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradfree.data.augment import build_augmentation
+from gradfree.data.batches import TrainingBatches
+from gradfree.data.ragged import Targets
 from gradfree.errors import ConfigError, NonFiniteLossError
-from gradfree.tasks.classification import ClassificationTask
-from gradfree.train.batches import BatchOrder
+from gradfree.objective.counter import EvaluationCounter
+from gradfree.objective.parameters import ParameterObjective, PopulationCache
+from gradfree.objective.population import Mode
+from gradfree.objective.problem import Problem
+from gradfree.optim.protocols import has_converged, works_from_losses
+from gradfree.tasks.protocol import Task
 from gradfree.train.files import remove_stale_temporaries, save_json, save_torch
 from gradfree.train.metrics_log import MetricsLog
-from gradfree.train.objective import BatchObjective, EvaluationCounter, PopulationLosses
 from gradfree.train.progress import Progress
 from gradfree.train.running_stats import RunningStats
 from gradfree.train.time_limit import RecentSteps
@@ -87,7 +91,12 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a run reached."""
+    """What a run reached.
+
+    ``monitor`` names the validation metric the run followed (the task's, e.g. ``"loss"``) and ``best_val``
+    is its best value; ``headline`` is the task's headline metric (name, direction, label) that summaries
+    lead with; ``final`` holds ``{split}_{metric}`` for the train, val and test splits.
+    """
 
     evaluations: int
     backward: int
@@ -95,7 +104,9 @@ class TrainResult:
     steps: int
     wall_time: float
     stopped: str
-    best_val_loss: float
+    monitor: str
+    best_val: float
+    headline: dict[str, Any]
     final: dict[str, float]
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -110,35 +121,51 @@ class Trainer:
     """Trains ``model`` on ``task`` with ``optimizer`` under ``config``'s budget.
 
     Args:
-        task: data, loss and metrics.
+        task: data, loss and metrics (any :class:`~gradfree.tasks.protocol.Task`).
         model: the module (already on the task's device).
-        optimizer: any ``torch.optim.Optimizer``; while its ``zeroth_order`` attribute is true (read every
-            step) it gets a :class:`BatchObjective` closure and no backward pass, otherwise a backprop step.
-            An optimizer whose ``converged`` attribute becomes true ends the run ("converged").
+        optimizer: any ``torch.optim.Optimizer``. While it works from losses alone
+            (:class:`~gradfree.optim.protocols.LossOnly`, read every step) it gets a
+            :class:`~gradfree.objective.parameters.ParameterObjective` closure and no backward pass, otherwise a
+            backprop step. One that reports convergence (:class:`~gradfree.optim.protocols.Converging`) ends
+            the run ("converged").
         config: budget, batching, validation and early stopping.
         out_dir: where ``metrics.jsonl``, ``checkpoint.pt`` and ``result.json`` go (``None``: nothing written).
         run_config: the resolved settings to store in checkpoints (a resumed run must match them).
+
+    Validation follows the task's ``monitor`` metric: the best weights by it are kept, restored at the end,
+    and early stopping counts validations without a better value.
     """
 
-    def __init__(self, task: ClassificationTask, model: nn.Module, optimizer: torch.optim.Optimizer,
+    def __init__(self, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer,
                  config: TrainConfig, *, out_dir: str | Path | None = None,
                  run_config: dict[str, Any] | None = None) -> None:
         self.task, self.model, self.optimizer, self.config = task, model, optimizer, config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run_config = run_config or {}
         self.counter = EvaluationCounter()
-        self.order = BatchOrder(len(task.data.train), config.batch_size, seed=config.seed)
-        self.populations = PopulationLosses(model, task.loss_fn)
+        self.batches = TrainingBatches(task.data.train, config.batch_size, seed=config.seed,
+                                       augmentation=task.augmentation(config.augment))
+        self.populations = PopulationCache(model, task.loss_fn, vmappable=task.loss_vmappable)
         self.running_stats = RunningStats(model)
-        self.augmentation = build_augmentation(config.augment, task.data.train.x)
+        self.monitor = task.monitor
         self.steps = 0
         self.elapsed = 0.0
-        self.best_val = math.inf
+        self.best_val = self.monitor.worst()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_validations = 0
         self.next_validation = 0
         self.loss_sum, self.loss_count = 0.0, 0
         self.log = MetricsLog(None)
+
+    def problem(self, *, device: torch.device | str = "cpu") -> Problem:
+        """The :class:`~gradfree.objective.problem.Problem` this run trains on (its model, loss and batches,
+        the optimizer's parameters by name), for an evaluator that scores generations elsewhere: the batch of
+        step ``s`` there is the batch of step ``s`` here."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        tensors = [p for g in self.optimizer.param_groups for p in g["params"]]
+        mode: Mode = "auto" if self.task.loss_vmappable else "loop"
+        return Problem(self.model, self.task.loss_fn, self.batches.to(device),
+                       params=tuple(names[id(p)] for p in tensors), mode=mode)
 
     # ----------------------------------------------------------------------------------------------- run
     def fit(self, *, resume: bool = False) -> TrainResult:
@@ -183,12 +210,12 @@ class Trainer:
                     self.loss_count += 1
                 else:
                     bad_steps += 1
-                    if getattr(self.optimizer, "zeroth_order", False) or bad_steps >= MAX_BAD_STEPS:
+                    if works_from_losses(self.optimizer) or bad_steps >= MAX_BAD_STEPS:
                         stopped = (f"non-finite loss at evaluation {self.counter.evaluations}; "
                                    "lower the learning rate or the smoothing")
                         break
                 progress.update(self.counter.evaluations, loss=loss)
-                if getattr(self.optimizer, "converged", False):  # e.g. grid search: a sweep gained < tol
+                if has_converged(self.optimizer):  # e.g. grid search: a sweep gained < tol
                     stopped = "converged"
                     break
         finally:
@@ -199,27 +226,16 @@ class Trainer:
     def _evals_spent(self) -> bool:
         return self.config.budget is not None and self.counter.evaluations >= self.config.budget
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        index = self.order.next()
-        train = self.task.data.train
-        if index is None:
-            x, y = train.x, train.y
-        else:
-            index = index.to(train.x.device)
-            x, y = train.x[index], train.y[index]
-        if self.augmentation is not None:
-            # One stream per step, from the seed and the step number alone: a resumed run sees the same images.
-            generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.steps)
-            x = self.augmentation(x, generator)
-        return x, y
+    def _batch(self) -> tuple[torch.Tensor, Targets]:
+        return self.batches.batch(self.steps)
 
     def _step(self) -> float:
         x, y = self._batch()
         self.model.train()
         # Read each step: a hybrid optimizer switches between zeroth-order and backprop phases.
-        if getattr(self.optimizer, "zeroth_order", False):
-            closure = BatchObjective(self.model, self.task.loss_fn, x, y, populations=self.populations,
-                                     counter=self.counter)
+        if works_from_losses(self.optimizer):
+            closure = ParameterObjective(self.model, self.task.loss_fn, x, y, populations=self.populations,
+                                         counter=self.counter, step=self.steps)
             if not self.running_stats:
                 return float(self.optimizer.step(closure))  # type: ignore[arg-type]
             with self.running_stats.frozen():  # perturbed evaluations leave batch-norm statistics alone
@@ -251,9 +267,9 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0
         self.log.write({"kind": "val", "evaluations": self.counter.evaluations, "steps": self.steps,
                         "backward": self.counter.backward, "time": self.elapsed, "train_loss": train_loss,
-                        **{f"val_{k}": v for k, v in val.items()}})  # loss, accuracy / rmse, r2 ...
-        if val["loss"] < self.best_val:
-            self.best_val = val["loss"]
+                        **{f"val_{k}": v for k, v in val.items()}})  # loss, accuracy / rmse, r2 / map50 ...
+        if self.monitor.better(val[self.monitor.name], self.best_val):
+            self.best_val = val[self.monitor.name]
             self.best_state = copy.deepcopy(self.model.state_dict())
             self.bad_validations = 0
         else:
@@ -266,8 +282,8 @@ class Trainer:
 
     def _finish(self, stopped: str) -> TrainResult:
         if self.config.restore_best and self.best_state is not None:
-            last_val = self.task.evaluate(self.model, self.task.data.val)["loss"]
-            if not last_val <= self.best_val:
+            last = self.task.evaluate(self.model, self.task.data.val)[self.monitor.name]
+            if not self.monitor.at_least_as_good(last, self.best_val):
                 self.model.load_state_dict(self.best_state)
         data = self.task.data
         final: dict[str, float] = {}
@@ -276,7 +292,8 @@ class Trainer:
                 final[f"{split_name}_{metric}"] = value
         result = TrainResult(evaluations=self.counter.evaluations, backward=self.counter.backward,
                              rejected=self.counter.rejected, steps=self.steps, wall_time=self.elapsed,
-                             stopped=stopped, best_val_loss=self.best_val, final=final, history=self.log.rows)
+                             stopped=stopped, monitor=self.monitor.name, best_val=self.best_val,
+                             headline=asdict(self.task.headline), final=final, history=self.log.rows)
         self.log.write({"kind": "final", **result.summary(), **final})
         if self.out_dir is not None:
             save_torch(self.model.state_dict(), self.out_dir / "model.pt")
@@ -291,7 +308,6 @@ class Trainer:
             "run_config": self.run_config,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "order": self.order.state_dict(),
             "counter": asdict(self.counter),
             "steps": self.steps,
             "elapsed": self.elapsed,
@@ -317,7 +333,6 @@ class Trainer:
                               "the same arguments or use a new --out directory")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
-        self.order.load_state_dict(ck["order"])
         self.counter = EvaluationCounter(**ck["counter"])
         self.steps, self.elapsed = ck["steps"], ck["elapsed"]
         self.best_val, self.best_state = ck["best_val"], ck["best_state"]

@@ -2,12 +2,13 @@
 
 Search methods that change one weight at a time (RSO, per-parameter grid search) ask "what is the loss if
 weight ``i`` were ``v1, v2, ...``" thousands of times per second on one batch. :class:`CoordinateEvaluator`
-is that question's interface; :func:`coordinate_evaluator` returns the fastest implementation for a module.
+is that question's interface.
 Its :meth:`~CoordinateEvaluator.greedy_pass` asks the question for a whole list of weights, keeping the best
 value of each as it goes; :func:`greedy_pass_by_tries` is that pass through single tries, and an engine may
 run it in compiled code instead.
 The reference implementation here scores the K candidates as a population of K full vectors; the
-incremental engine (:mod:`gradfree.params.incremental`) recomputes only what a single weight touches.
+incremental engines (:mod:`gradfree.params.incremental`) recompute only what a single weight touches, and
+:func:`gradfree.params.incremental.coordinate_evaluator` picks the fastest for a module.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
+from gradfree.objective.population import LossFn, PopulationLoss
 from gradfree.params.flat import FlatParams
-from gradfree.params.population import LossFn, PopulationLoss
 
 
 class PassResult(NamedTuple):
@@ -183,13 +184,3 @@ class ChargedCoordinates:
         result = self.inner.greedy_pass(indices, candidates, l2=l2, keep_current=keep_current)
         self.spend(result.losses.reshape(-1))
         return result
-
-
-def coordinate_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator:
-    """The fastest available :class:`CoordinateEvaluator` for ``flat``'s module on the batch ``(x, y)``: an
-    incremental engine (:func:`gradfree.params.incremental.incremental_evaluator`) where one supports the
-    module, parameters and loss, else the reference :class:`PopulationCoordinateEvaluator`."""
-    from gradfree.params.incremental import incremental_evaluator
-
-    fast = incremental_evaluator(flat, loss_fn, x, y)
-    return fast if fast is not None else PopulationCoordinateEvaluator(flat, loss_fn, x, y)

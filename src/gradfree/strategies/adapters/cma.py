@@ -33,9 +33,8 @@ import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
+from gradfree.strategies.adapters.wrapped import finite_losses, from_blob, numpy_global_rng_kept, to_blob
 from gradfree.strategies.base import Strategy
-from gradfree.strategies.optimizer import register_strategy_optimizer
-from gradfree.strategies.wrapped import finite_losses, from_blob, numpy_global_rng_kept, to_blob
 
 
 def import_cma() -> Any:
@@ -127,8 +126,3 @@ class PyCMAStrategy(Strategy):
         """Restore a :meth:`state_dict`; sampling continues from the saved generator state."""
         super().load_state_dict(state)
         self._es, self._pending = from_blob(state["wrapped"])
-
-
-register_strategy_optimizer("pycma", PyCMAStrategy,
-                            summary="pycma's CMA-ES, the reference implementation (diagonal=True: sep-CMA) "
-                                    "[needs gradfree[cma]]", requires="cma")

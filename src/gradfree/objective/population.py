@@ -14,16 +14,17 @@ The population is split into chunks so that the activations of one chunk stay un
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from gradfree.data.ragged import Targets
 from gradfree.errors import ConfigError
 from gradfree.params.flat import FlatParams
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""``loss_fn(output (N, ...), target (N, ...)) -> scalar`` (mean over the batch)."""
+LossFn = Callable[[Tensor, Any], Tensor]
+"""``loss_fn(output (N, ...), target) -> scalar`` (mean over the batch); targets are a tensor or ragged."""
 
 Mode = Literal["auto", "mlp", "vmap", "loop"]
 
@@ -103,7 +104,7 @@ class PopulationLoss:
         self.memory_bytes = memory_bytes
         self._probe: tuple[tuple[int, ...], int] | None = None
 
-    def __call__(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def __call__(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
         if vectors.ndim != 2 or vectors.shape[1] != self.flat.num_dims:
             raise ConfigError(f"expected vectors of shape (P, {self.flat.num_dims}), got {tuple(vectors.shape)}")
         if self.mode == "loop":
@@ -120,7 +121,7 @@ class PopulationLoss:
         per_member = (self._probe[1] + self.flat.num_dims) * x.element_size()
         return max(1, self.memory_bytes // per_member)
 
-    def _loop(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def _loop(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
         saved = self.flat.get()
         losses = torch.empty(vectors.shape[0], dtype=vectors.dtype, device=vectors.device)
         try:
@@ -132,7 +133,7 @@ class PopulationLoss:
             self.flat.set_(saved)
         return losses
 
-    def _vmap(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def _vmap(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
         fixed: dict[str, Tensor] = dict(self.module.named_parameters())
         fixed.update(self.module.named_buffers())
 
@@ -143,7 +144,7 @@ class PopulationLoss:
 
         return torch.vmap(one)(vectors)
 
-    def _mlp(self, vectors: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def _mlp(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
         views = self.flat.unflatten(vectors)  # name -> (P, *shape)
         names = dict(self.module.named_modules())
         inverse = {id(m): n for n, m in names.items()}

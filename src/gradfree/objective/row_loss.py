@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradfree.params.population import LossFn
+from gradfree.objective.population import LossFn
 
 RowLoss = Literal["cross_entropy", "mse"]
 """Losses that are a mean over rows of a per-row loss, which the incremental engines update row by row:

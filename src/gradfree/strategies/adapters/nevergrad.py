@@ -5,7 +5,7 @@ candidates is asked at once, scored in one batched call, and told back; nevergra
 Parametrization: ``ng.p.Array(init=init_mean)`` with mutation scale ``sigma``; its ``random_state`` is a
 ``numpy.random.RandomState`` seeded from ``seed``, so nevergrad never falls back to numpy's global RNG. Its
 CMA variants run pycma, whose two-point step-size check draws from that global RNG, so every call into
-nevergrad runs inside :func:`~gradfree.strategies.wrapped.numpy_global_rng_kept`: the global state is left as
+nevergrad runs inside :func:`~gradfree.strategies.adapters.wrapped.numpy_global_rng_kept`: the global state is left as
 it was. ``mean`` is nevergrad's recommendation after each generation (the best point told so far by its
 pessimistic estimate; for its CMA variants pycma's best evaluated point). With mini-batch losses that is the
 luckiest member seen, not a search centre: a noisy choice, which the benchmark reports as it is.
@@ -36,9 +36,8 @@ import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
+from gradfree.strategies.adapters.wrapped import finite_losses, from_blob, numpy_global_rng_kept, to_blob
 from gradfree.strategies.base import Strategy, check
-from gradfree.strategies.optimizer import register_strategy_optimizer
-from gradfree.strategies.wrapped import finite_losses, from_blob, numpy_global_rng_kept, to_blob
 
 
 def import_nevergrad() -> Any:
@@ -141,8 +140,3 @@ class NevergradStrategy(Strategy):
         """Restore a :meth:`state_dict`; the optimizer continues with its saved RNG state."""
         super().load_state_dict(state)
         self._optimizer, self._pending = from_blob(state["wrapped"])
-
-
-register_strategy_optimizer("nevergrad", NevergradStrategy,
-                            summary="any nevergrad optimizer by name (method=NGOpt, CMA, TwoPointsDE ...) "
-                                    "[needs gradfree[nevergrad]]", requires="nevergrad")
