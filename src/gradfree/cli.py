@@ -124,8 +124,8 @@ def _add_list(sub: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from gradfree.bench.suites import load_suites
     from gradfree.estimators import ESTIMATORS
+    from gradfree.experiments.suite import load_suites
     from gradfree.models import MODELS
     from gradfree.optim.registry import load_methods
     from gradfree.strategies import STRATEGIES
@@ -154,7 +154,7 @@ def _add_demo(sub: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gradfree.bench.demo import run_demo
+    from gradfree.experiments.demo import run_demo
 
     report = run_demo(out_dir=args.out, budget=args.budget, seeds=args.seeds)
     print(f"wrote {report}")
@@ -162,10 +162,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 PERF = {
-    "population": ("gradfree.bench.perf_population", "evaluations/s, loop vs batched population evaluation"),
-    "memory": ("gradfree.bench.perf_memory", "peak memory of MeZO vs an estimator storing perturbations"),
-    "incremental": ("gradfree.bench.perf_incremental", "single-weight evaluations/s, full vs incremental"),
-    "ray": ("gradfree.bench.perf_ray", "evaluations/s local vs Ray, bytes sent per generation"),
+    "population": ("gradfree.perf.population", "evaluations/s, loop vs batched population evaluation"),
+    "memory": ("gradfree.perf.memory", "peak memory of MeZO vs an estimator storing perturbations"),
+    "incremental": ("gradfree.perf.incremental", "single-weight evaluations/s, full vs incremental"),
+    "ray": ("gradfree.perf.ray", "evaluations/s local vs Ray, bytes sent per generation"),
 }
 
 
@@ -210,7 +210,7 @@ def _add_bench(sub: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from gradfree.bench.runner import Overrides, run_suite
+    from gradfree.experiments.runner import Overrides, run_suite
 
     overrides = Overrides(seeds=args.seeds, budget=args.budget, time_limit=args.time_limit, device=args.device)
     outcome = run_suite(args.suite, size=args.size, out_dir=args.out, overrides=overrides, resume=args.resume,
@@ -230,7 +230,7 @@ def _add_report(sub: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from gradfree.bench.report import write_report
+    from gradfree.reports.report import write_report
 
     files = write_report(args.dir, title=args.title)
     print(f"wrote {files.markdown} and {files.html}")

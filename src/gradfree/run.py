@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -29,8 +29,11 @@ class RunSpec:
     """Everything that defines a run; two runs with equal specs give equal results (same device).
 
     The model is initialised from ``seed``, the optimizer's generator from ``seed + 1`` and the batch order
-    and the augmentation from ``seed + 2``: independent streams, none of them the global RNG.
+    and the augmentation from ``seed + 2``: independent streams, none of them the global RNG. As a benchmark
+    trial it is of kind ``"train"`` (:mod:`gradfree.experiments.training`).
     """
+
+    kind: ClassVar[str] = "train"
 
     task: str = "digits"
     model: str | None = None

@@ -366,8 +366,8 @@ def test_polynomial_exponentials_are_double_precision() -> None:
 
 def test_perf_incremental_smoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The benchmark's rows are well formed and every engine agrees with the forward pass (tiny, synthetic)."""
-    from gradfree.bench import perf_incremental
-    from gradfree.bench.perf_incremental import IncrementalRow, run_incremental, synthetic_batch
+    from gradfree.perf import incremental as perf_incremental
+    from gradfree.perf.incremental import IncrementalRow, run_incremental, synthetic_batch
 
     x, y = synthetic_batch(64, seed=0)
     rows = run_incremental(x=x, y=y, ks=(1, 2), min_time=0.0, min_chunks=1, changes=8, check=4)

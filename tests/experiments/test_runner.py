@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from gradfree.bench.runner import (
+from gradfree.cli import main
+from gradfree.errors import ConfigError
+from gradfree.experiments.runner import (
     RESULTS,
     SUITE_FILE,
     Overrides,
@@ -22,9 +24,7 @@ from gradfree.bench.runner import (
     suite_trials,
     unregistered,
 )
-from gradfree.bench.suites import Trial
-from gradfree.cli import main
-from gradfree.errors import ConfigError
+from gradfree.experiments.suite import Trial
 from gradfree.run import RunSpec
 
 

@@ -5,7 +5,7 @@ time, so its extra memory over inference is at most one parameter-sized tensor. 
 estimator builds a flat copy of the parameters and ``(q + 1) x D`` perturbed points (forward differences) plus
 the ``q x D`` directions, so its extra memory grows with ``q`` times the parameter size.
 
-Each method is measured in a fresh subprocess (``python -m gradfree.bench.perf_memory --child METHOD``), so
+Each method is measured in a fresh subprocess (``python -m gradfree.perf.memory --child METHOD``), so
 that no allocation of another method or of the parent is counted. The child builds the MLP, runs one
 warm-up forward, then
 
@@ -51,6 +51,7 @@ import gradfree
 from gradfree.errors import ConfigError, GradfreeError
 from gradfree.models.init import reset_parameters
 from gradfree.models.mlp import mlp, parse_widths
+from gradfree.perf.common import environment, int_list, run_program, set_threads
 
 WIDTHS = "-".join(["1024"] * 12)
 """Eleven 1024 x 1024 layers: 11,545,600 float32 parameters (44 MiB), no tensor above 4 MiB."""
@@ -234,7 +235,7 @@ def _child_env() -> dict[str, str]:
 
 def _run_child(method: str, *, widths: str, batch: int, steps: int, directions: int, device: str,
                seed: int, threads: int | None) -> MemoryRow:
-    cmd = [sys.executable, "-m", "gradfree.bench.perf_memory", "--child", method, "--widths", widths,
+    cmd = [sys.executable, "-m", "gradfree.perf.memory", "--child", method, "--widths", widths,
            "--batch", str(batch), "--steps", str(steps), "--directions", str(directions), "--device", device,
            "--seed", str(seed)]
     if threads is not None:
@@ -336,27 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison (or, with ``--child``, one measurement printed as a JSON line); exit status."""
     args = build_parser().parse_args(argv)
+    return run_program(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> None:
     try:
-        directions = [int(q) for q in args.directions.replace(",", " ").split()]
-    except ValueError:
-        print(f"error: --directions takes integers separated by commas, got {args.directions!r}", file=sys.stderr)
-        return 2
-    if not directions:
-        print("error: --directions needs at least one q, e.g. 1,8", file=sys.stderr)
-        return 2
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
-    try:
-        if args.child is not None:
-            print(json.dumps(measure(args.child, widths=args.widths, batch=args.batch, steps=args.steps,
-                                     directions=directions[0], device=args.device, seed=args.seed)))
-            return 0
-        rows = run_memory(widths=args.widths, batch=args.batch, steps=args.steps,
-                          methods=args.methods.replace(",", " ").split(), directions=directions,
-                          device=args.device, seed=args.seed, threads=args.threads)
-    except GradfreeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        directions = int_list(args.directions)
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"--directions: {err} (e.g. 1,8)") from None
+    set_threads(args.threads)
+    if args.child is not None:
+        print(json.dumps(measure(args.child, widths=args.widths, batch=args.batch, steps=args.steps,
+                                 directions=directions[0], device=args.device, seed=args.seed)))
+        return
+    rows = run_memory(widths=args.widths, batch=args.batch, steps=args.steps,
+                      methods=args.methods.replace(",", " ").split(), directions=directions,
+                      device=args.device, seed=args.seed, threads=args.threads)
     first = rows[0]
     print(f"MLP {args.widths}: {first.params:,} float32 parameters ({first.param_mib:.1f} MiB), batch {args.batch}, "
           f"{args.steps} steps, each method in a fresh process")
@@ -366,8 +362,7 @@ def main(argv: list[str] | None = None) -> int:
               f"is {mezo.largest_mib:.1f} MiB")
     how = "reset before each phase" if first.peak_reset else "lifetime peaks (no reset possible)"
     print(f"peak = {first.source} ({how}); extra = training peak - inference peak; ZO-SGD: gaussian, forward "
-          f"differences; torch {torch.__version__}, device {args.device}")
-    return 0
+          f"differences; {environment(device=args.device)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gradfree.bench.demo import METHODS, run_demo
+from gradfree.experiments.demo import METHODS, run_demo
 
 
 def test_demo_writes_report_and_plots(tmp_path: Path) -> None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,11 +29,12 @@ import torch.nn.functional as F
 
 from gradfree.distributed.evaluator import Evaluator, LocalEvaluator
 from gradfree.distributed.evolve import evolve
-from gradfree.errors import ConfigError, GradfreeError
+from gradfree.errors import ConfigError
 from gradfree.models.mlp import mlp
 from gradfree.models.registry import build_model
 from gradfree.objective.problem import Problem
 from gradfree.params.flat import FlatParams
+from gradfree.perf.common import environment, int_list, run_program, set_threads, word_list
 from gradfree.strategies import STRATEGIES, Strategy
 
 MODEL = "784-32-10"
@@ -222,23 +221,11 @@ def format_bytes(rows: Sequence[BytesRow], *, popsize: int) -> str:
     return "\n".join(lines)
 
 
-def environment(ray: Any) -> str:
-    """Versions, CPUs and threads the numbers were taken with."""
+def ray_environment(ray: Any) -> str:
+    """Versions, CPUs and threads the numbers were taken with (the driver's threads, 1 per actor)."""
     resources = ray.cluster_resources()
-    return (f"torch {torch.__version__}, ray {ray.__version__}, python {platform.python_version()}, "
-            f"os.cpu_count() {os.cpu_count()}, Ray cluster CPUs {resources.get('CPU', 0):g}, "
-            f"driver torch threads {torch.get_num_threads()}, 1 torch thread per actor")
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-
-
-def _words(text: str) -> list[str]:
-    return [t for t in text.replace(",", " ").split() if t]
+    return environment(extras=[f"ray {ray.__version__}", f"Ray cluster CPUs {resources.get('CPU', 0):g}",
+                               "1 torch thread per actor"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,13 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--address", default=None,
                    help="Ray cluster (auto, ray://HOST:10001); default: start a local Ray with this machine's CPUs")
-    p.add_argument("--actors", type=_ints, default=[1, 2], help="pool sizes to time, e.g. 1,2 (default)")
+    p.add_argument("--actors", type=int_list, default=[1, 2], help="pool sizes to time, e.g. 1,2 (default)")
     p.add_argument("--popsize", type=int, default=32, help="population size P (default 32)")
     p.add_argument("--batch", type=int, default=256, help="rows N of the random batch (default 256)")
     p.add_argument("--generations", type=int, default=30, help="timed generations per round (default 30)")
     p.add_argument("--repeats", type=int, default=3, help="rounds; the median is reported (default 3)")
     p.add_argument("--cpus-per-actor", type=float, default=1, help="CPUs Ray reserves per actor (default 1)")
-    p.add_argument("--bytes-models", type=_words, default=list(BYTES_MODELS),
+    p.add_argument("--bytes-models", type=word_list, default=list(BYTES_MODELS),
                    help="MLP widths for the bytes table (default 784-32-10,784-1024-192-10); 'none' skips it")
     p.add_argument("--bytes-actors", type=int, default=2, help="pool size for the bytes table (default 2)")
     p.add_argument("--bytes-generations", type=int, default=3, help="generations per bytes run (default 3)")
@@ -267,35 +254,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run both measurements and print the tables; returns the exit status (2 for a usage error)."""
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be >= 1", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
+    return run_program(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> None:
+    from gradfree.distributed.ray_evaluator import connect
+
+    set_threads(args.threads)
+    started = connect(args.address, num_cpus=os.cpu_count() if args.address is None else None)
+    import ray
+
     try:
-        from gradfree.distributed.ray_evaluator import connect
-
-        started = connect(args.address, num_cpus=os.cpu_count() if args.address is None else None)
-        import ray
-
-        try:
-            print(environment(ray))
-            rows = run_throughput(actors=args.actors, popsize=args.popsize, batch=args.batch,
-                                  generations=args.generations, repeats=args.repeats,
-                                  cpus_per_actor=args.cpus_per_actor, seed=args.seed)
-            print(format_throughput(rows, popsize=args.popsize, batch=args.batch))
-            if args.bytes_models != ["none"]:
-                brows = run_bytes(models=args.bytes_models, popsize=args.popsize,
-                                  generations=args.bytes_generations, actors=args.bytes_actors,
-                                  cpus_per_actor=args.cpus_per_actor, seed=args.seed)
-                print(format_bytes(brows, popsize=args.popsize))
-        finally:
-            if started:
-                ray.shutdown()
-    except GradfreeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        print(ray_environment(ray))
+        rows = run_throughput(actors=args.actors, popsize=args.popsize, batch=args.batch,
+                              generations=args.generations, repeats=args.repeats,
+                              cpus_per_actor=args.cpus_per_actor, seed=args.seed)
+        print(format_throughput(rows, popsize=args.popsize, batch=args.batch))
+        if args.bytes_models != ["none"]:
+            brows = run_bytes(models=args.bytes_models, popsize=args.popsize, generations=args.bytes_generations,
+                              actors=args.bytes_actors, cpus_per_actor=args.cpus_per_actor, seed=args.seed)
+            print(format_bytes(brows, popsize=args.popsize))
+    finally:
+        if started:
+            ray.shutdown()
 
 
 if __name__ == "__main__":

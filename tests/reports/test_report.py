@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from gradfree.bench.report import write_report
-from gradfree.bench.runner import RESULTS, append_row
-from gradfree.bench.summary import columns_for, median_spread, metric, summary_table
+from gradfree.experiments.runner import RESULTS, append_row
+from gradfree.reports.report import write_report
+from gradfree.reports.summary import columns_for, median_spread, metric, summary_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -115,7 +115,7 @@ def test_regression_rows_get_their_own_columns_and_no_accuracy_plot(tmp_path: Pa
     files = write_report(_write(tmp_path, rows))
     md = files.markdown.read_text()
     header = next(line for line in md.splitlines() if line.startswith("| method |"))
-    assert header == ("| method | seeds | final train loss | val loss | test loss | test r2 | test rmse | "
+    assert header == ("| method | seeds | final train loss | val loss | test loss | test R² | test rmse | "
                       "evaluations | wall time (s) | evaluations/s |")
     assert "acc" not in header
     names = {p.name for p in files.figures}
@@ -185,8 +185,8 @@ def test_missing_results_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_synthetic_rows_have_the_runners_shape(tmp_path: Path) -> None:
     """The rows above stand in for real ones: their keys must be keys the runner writes."""
-    from gradfree.bench.runner import run_trials
-    from gradfree.bench.suites import Trial
+    from gradfree.experiments.runner import run_trials
+    from gradfree.experiments.suite import Trial
     from gradfree.run import RunSpec
 
     spec = RunSpec(task="digits", model="mlp:64-8-10", optimizer="adam", budget=40, eval_every=20, device="cpu")

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gradfree.bench.report import write_report
-from gradfree.bench.runner import RESULTS, RUNS, SUITE_FILE, run_trials
-from gradfree.bench.suites import Trial
+from gradfree.experiments.runner import RESULTS, RUNS, SUITE_FILE, run_trials
+from gradfree.experiments.suite import Trial
+from gradfree.reports.report import write_report
 from gradfree.run import RunSpec
 
 BUDGET = 20_000

@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
-from gradfree.errors import ConfigError, GradfreeError
+from gradfree.errors import ConfigError
 from gradfree.models.mlp import mlp
 from gradfree.objective.population import Mode, PopulationLoss
 from gradfree.params.flat import FlatParams
+from gradfree.perf.common import Column, environment, int_list, render_table, run_program, set_threads, take_turns
 
 MODEL = "784-32-10"
 SIZES: tuple[int, ...] = (256, 5000)
@@ -68,28 +65,6 @@ class PopulationRow:
     evals_per_s: float
     speedup: float
     max_abs_diff: float
-
-
-def _time_interleaved(fns: Mapping[str, Callable[[], Tensor]], *, min_time: float, min_calls: int,
-                      sync: Callable[[], None]) -> dict[str, tuple[list[float], Tensor]]:
-    """Per-call wall times of each function after one warm-up call each, and its last result.
-
-    The functions take turns, one call each per round, until every one has ``min_time`` seconds and
-    ``min_calls`` calls: a burst of load from elsewhere on the machine then slows all of them alike
-    instead of whichever happened to be running, which keeps the ratios between them honest.
-    """
-    out: dict[str, Tensor] = {}
-    for name, fn in fns.items():
-        out[name] = fn()  # warm-up: first-call costs (allocations, kernel choice, vmap tracing) not measured
-        sync()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    while any(sum(t) < min_time or len(t) < min_calls for t in times.values()):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            out[name] = fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: (times[name], out[name]) for name in fns}
 
 
 def run_population(
@@ -144,27 +119,17 @@ def run_population(
             # Scaled like PyTorch's default init (1/sqrt(784) ~ 0.036), so the losses are ordinary ones.
             vectors = (0.05 * torch.randn(p, flat.num_dims, generator=gen)).to(dev)
             fns = {name: functools.partial(e, vectors, x, y) for name, e in evaluators.items()}
-            timed = _time_interleaved(fns, min_time=min_time, min_calls=min_calls, sync=sync)
-            loop_times, loop_losses = timed["loop"]
-            loop_rate = statistics.median(p / t for t in loop_times)
+            timed = take_turns(fns, min_time=min_time, min_calls=min_calls, sync=sync)
+            loop_rate = timed["loop"].median_rate(p)
             for name, evaluator in evaluators.items():
-                times, losses = timed[name]
-                rate = statistics.median(p / t for t in times)
+                rate = timed[name].median_rate(p)
                 rows.append(PopulationRow(
                     path=name, mode=evaluator.mode, popsize=p, batch=n,
                     chunk=p if evaluator.mode == "loop" else min(p, evaluator.chunk_size(x)),
-                    calls=len(times), seconds=sum(times), evals_per_s=rate, speedup=rate / loop_rate,
-                    max_abs_diff=float((losses - loop_losses).abs().max()),
+                    calls=len(timed[name].wall), seconds=sum(timed[name].wall), evals_per_s=rate,
+                    speedup=rate / loop_rate, max_abs_diff=float((timed[name].last - timed["loop"].last).abs().max()),
                 ))
     return rows
-
-
-def environment(device: str) -> str:
-    """One line naming the torch version, intra-op threads and device the numbers were taken with."""
-    dev = torch.device(device)
-    where = (torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
-    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev} ({where}), "
-            f"python {sys.version.split()[0]}")
 
 
 def format_table(rows: Sequence[PopulationRow]) -> str:
@@ -172,24 +137,16 @@ def format_table(rows: Sequence[PopulationRow]) -> str:
     cells: dict[tuple[int, int], dict[str, PopulationRow]] = {}
     for r in rows:
         cells.setdefault((r.batch, r.popsize), {})[r.path] = r
-    header = (f"{'N':>5} {'P':>4} | {'loop ev/s':>10} {'batched ev/s':>12} {'vmap ev/s':>10} | "
-              f"{'batched/loop':>12} {'vmap/loop':>9} | {'chunk':>5} | {'max|d| batched':>14} {'max|d| vmap':>11}")
-    lines = [header, "-" * len(header)]
+    columns = [Column("N", 5), Column("P", 4), Column("loop ev/s", 10, bar=True), Column("batched ev/s", 12),
+               Column("vmap ev/s", 10), Column("batched/loop", 12, bar=True), Column("vmap/loop", 9),
+               Column("chunk", 5, bar=True), Column("max|d| batched", 14, bar=True), Column("max|d| vmap", 11)]
+    lines = []
     for (n, p), by_path in cells.items():
         loop, batched, vmap = by_path["loop"], by_path["batched"], by_path["vmap"]
-        lines.append(
-            f"{n:>5} {p:>4} | {loop.evals_per_s:>10.0f} {batched.evals_per_s:>12.0f} {vmap.evals_per_s:>10.0f} | "
-            f"{batched.speedup:>11.1f}x {vmap.speedup:>8.1f}x | {batched.chunk:>5} | "
-            f"{batched.max_abs_diff:>14.1e} {vmap.max_abs_diff:>11.1e}"
-        )
-    return "\n".join(lines)
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+        lines.append([str(n), str(p), f"{loop.evals_per_s:.0f}", f"{batched.evals_per_s:.0f}",
+                      f"{vmap.evals_per_s:.0f}", f"{batched.speedup:.1f}x", f"{vmap.speedup:.1f}x", str(batched.chunk),
+                      f"{batched.max_abs_diff:.1e}", f"{vmap.max_abs_diff:.1e}"])
+    return render_table(columns, lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gradfree perf population",
         description=f"Evaluations/s of PopulationLoss paths (loop, batched, vmap) on the {MODEL} MLP.",
     )
-    parser.add_argument("--sizes", type=_ints, default=list(SIZES), help="batch rows N, e.g. 256,5000")
-    parser.add_argument("--popsizes", type=_ints, default=list(POPSIZES), help="population sizes P, e.g. 1,8,32,128")
+    parser.add_argument("--sizes", type=int_list, default=list(SIZES), help="batch rows N, e.g. 256,5000")
+    parser.add_argument("--popsizes", type=int_list, default=list(POPSIZES),
+                        help="population sizes P, e.g. 1,8,32,128")
     parser.add_argument("--min-time", type=float, default=0.4, help="seconds of timed calls per cell (default 0.4)")
     parser.add_argument("--min-calls", type=int, default=3, help="timed calls per cell, at least (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -211,24 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line and print the table; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be >= 1", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
-    try:
+
+    def body() -> None:
+        set_threads(args.threads)
         rows = run_population(sizes=args.sizes, popsizes=args.popsizes, min_time=args.min_time,
                               min_calls=args.min_calls, device=args.device, seed=args.seed)
-    except GradfreeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"PopulationLoss on the {MODEL} ReLU MLP ({FlatParams(mlp(MODEL)).num_dims} parameters), "
-          "cross-entropy, random inputs; ev/s = median over calls of P / seconds")
-    print(format_table(rows))
-    worst = max(r.max_abs_diff for r in rows)
-    print(f"max |loss - loop loss| over all cells and paths: {worst:.1e}")
-    print(environment(args.device))
-    return 0
+        print(f"PopulationLoss on the {MODEL} ReLU MLP ({FlatParams(mlp(MODEL)).num_dims} parameters), "
+              "cross-entropy, random inputs; ev/s = median over calls of P / seconds")
+        print(format_table(rows))
+        worst = max(r.max_abs_diff for r in rows)
+        print(f"max |loss - loop loss| over all cells and paths: {worst:.1e}")
+        print(environment(device=args.device))
+
+    return run_program(body)
 
 
 if __name__ == "__main__":

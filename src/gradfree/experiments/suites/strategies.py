@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gradfree.bench.suites import SUITES, Size, Trial
+from gradfree.experiments.suite import SUITES, Size, Trial
 from gradfree.run import RunSpec
 
 MODEL = "mlp:64-32-10"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradfree.bench.suites import SIZES, load_suites
+from gradfree.experiments.suite import SIZES, load_suites
 from gradfree.optim.registry import load_methods
 
 

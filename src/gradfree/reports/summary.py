@@ -82,31 +82,54 @@ def has_accuracy(rows: Iterable[Row]) -> bool:
     return "accuracy" in metric_names(rows)
 
 
-def _fmt(name: str) -> str:
-    return "{:.2%}" if name == "accuracy" else "{:.4g}"
+def headline(rows: Sequence[Row]) -> dict[str, Any]:
+    """The headline metric the rows name (the task's: name, direction, label, percent); rows from before
+    rows named it lead with accuracy when they have one, else with the loss."""
+    for row in rows:
+        found = row.get("headline")
+        if isinstance(found, dict) and found.get("name"):
+            return found
+    if has_accuracy(rows):
+        return {"name": "accuracy", "higher_is_better": True, "label": "accuracy", "percent": True}
+    return {"name": "loss", "higher_is_better": False, "label": "loss", "percent": False}
+
+
+def _fmt(name: str, lead: dict[str, Any]) -> str:
+    percent = name == "accuracy" or (name == lead.get("name") and bool(lead.get("percent")))
+    return "{:.2%}" if percent else "{:.4g}"
 
 
 def columns_for(rows: Sequence[Row]) -> list[Column]:
-    """The table's columns for these rows.
+    """The table's columns for these rows: the final train loss (when there is one), the headline metric on
+    each split that has it, then for every other metric found its test value (or its bare key when rows hold
+    it unprefixed), then the cost: evaluations, wall time and evaluations per second where rows have them.
 
-    Classification: final train loss, train/val/test accuracy. Otherwise: train/val/test loss and, for every
-    other metric found (RMSE, R^2 ...), its test value (or its bare key when rows hold it unprefixed). Then
-    evaluations, training wall time and evaluations per second.
+    Classification leads with train/val/test accuracy; regression (headline R^2) with val and test loss as
+    well, since its loss is the quantity trained.
     """
     names = metric_names(rows)
-    cols = [Column("train_loss", "final train loss", "{:.4g}")]
-    if "accuracy" in names:
-        cols += [Column(f"{s}_accuracy", f"{s} acc", "{:.2%}") for s in SPLITS]
-    else:
+    lead = headline(rows)
+    h = str(lead["name"])
+    label = str(lead.get("label") or h)
+    cols = [Column("train_loss", "final train loss", "{:.4g}")] if "loss" in names else []
+    shown = {h}
+    if not lead.get("percent") and h != "loss" and "loss" in names:
         cols += [Column(f"{s}_loss", f"{s} loss", "{:.4g}") for s in ("val", "test")]
-    for name in sorted(names - {"loss", "accuracy"}):
+        shown.add("loss")
+    short = "acc" if h == "accuracy" else label
+    cols += [Column(f"{s}_{h}", f"{s} {short}", _fmt(h, lead))
+             for s in SPLITS if any(metric(r, f"{s}_{h}") is not None for r in rows)]
+    for name in sorted(names - shown - {"loss"}):
         split = "test" if any(metric(r, f"test_{name}") is not None for r in rows) else "val"
-        cols.append(Column(f"{split}_{name}", f"{split} {name}", _fmt(name)))
+        cols.append(Column(f"{split}_{name}", f"{split} {name}", _fmt(name, lead)))
     for bare in ("rmse", "r2", "mae"):  # a task may report these without a split prefix
         if bare not in names and any(metric(r, bare) is not None for r in rows):
             cols.append(Column(bare, bare, "{:.4g}"))
-    cols += [Column("evaluations", "evaluations", "{:,.0f}"), Column("wall_time", "wall time (s)", "{:.1f}"),
-             Column("evals_per_s", "evaluations/s", "{:,.0f}")]
+    if any(metric(r, "evaluations") is not None for r in rows):
+        cols.append(Column("evaluations", "evaluations", "{:,.0f}"))
+    cols.append(Column("wall_time", "wall time (s)", "{:.1f}"))
+    if any(metric(r, "evaluations") is not None for r in rows):
+        cols.append(Column("evals_per_s", "evaluations/s", "{:,.0f}"))
     return cols
 
 
@@ -120,7 +143,7 @@ def by_method(rows: Iterable[Row], *, method_key: str = "label") -> dict[tuple[s
 
 @dataclass(frozen=True)
 class Table:
-    """A table as plain strings, rendered to Markdown here and to HTML by :mod:`gradfree.bench.html`."""
+    """A table as plain strings, rendered to Markdown here and to HTML by :mod:`gradfree.reports.html`."""
 
     header: list[str]
     rows: list[list[str]]

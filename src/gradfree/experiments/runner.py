@@ -1,25 +1,16 @@
 """The benchmark runner: runs a suite's trials and appends one JSON row per trial, crash or not, and resumes.
 
-``OUT/results.jsonl`` is the only record a report is drawn from. Each row holds the suite, the trial (key,
-label, group, seed, the resolved :class:`~gradfree.run.RunSpec`, notes), its status (``"ok"`` or
-``"error"``), the run summary at the top level (``evaluations``, ``wall_time``, ``stopped`` ...), the final
-metrics under ``final``, the validation history under ``history``, the error (type, message, traceback) of a
-crashed trial under ``error``, and provenance (versions, git revision, device). A row is appended whole with
-one ``write`` and fsynced, so an interrupt leaves the file consistent; a torn last line (a killed machine) is
-cut off when the run resumes, and readers skip it.
-
-Each trial trains in ``OUT/runs/<key>`` and checkpoints there. ``resume`` skips trials whose latest row is
-``"ok"``, continues a trial that was killed mid-run from its checkpoint (same result as an uninterrupted run),
-and reruns trials whose latest row is an error from scratch. ``OUT/suite.json`` records the suite, its size,
-the overrides and the trial list; a resume with other arguments is refused rather than mixing two benchmarks
-in one file.
+Rows go to ``OUT/results.jsonl`` (:mod:`gradfree.experiments.rows`). Each trial runs in ``OUT/runs/<key>``
+through its registered trial kind (:mod:`gradfree.experiments.kinds`; training is kind ``"train"``).
+``resume`` skips trials whose latest row is ``"ok"``, continues a killed trial of a resumable kind from its
+run folder (same result as an uninterrupted run), and reruns trials whose latest row is an error from scratch.
+``OUT/suite.json`` records the suite, its size, the overrides and the trial list; a resume with other
+arguments is refused rather than mixing two benchmarks in one file.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 import shutil
 import time
@@ -28,90 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from gradfree.errors import ConfigError, GradfreeError
+from gradfree.experiments.kinds import trial_kind, with_field
+from gradfree.experiments.rows import RESULTS, RUNS, SUITE_FILE, Row, append_row, latest_rows, read_rows, repair
+from gradfree.experiments.suite import SIZES, Trial, load_suites
 
-if TYPE_CHECKING:
-    from gradfree.bench.suites import Trial
-    from gradfree.run import RunSpec
-
-RESULTS = "results.jsonl"
-SUITE_FILE = "suite.json"
-RUNS = "runs"
-
-Row = dict[str, Any]
 Log = Callable[[str], None]
-
-
-# ------------------------------------------------------------------------------------------ the results file
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null (recursively) so every reader can parse the file."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def append_row(path: Path, row: Row) -> None:
-    """Append ``row`` as one JSON line with a single ``write``, then fsync.
-
-    The line is built completely before the file is touched, so a keyboard interrupt either happens before
-    the write (no row) or after it (the whole row): Python delivers the signal between calls, not inside
-    ``os.write``.
-    """
-    data = (json.dumps(_clean(row), allow_nan=False, default=str) + "\n").encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_rows(path: Path) -> tuple[list[Row], int]:
-    """The rows of a results file, and how many lines could not be parsed (a torn last line, say)."""
-    rows: list[Row] = []
-    bad = 0
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict) and "key" in row:
-            rows.append(row)
-        else:
-            bad += 1
-    return rows, bad
-
-
-def latest_rows(rows: Sequence[Row]) -> list[Row]:
-    """The last row of each trial key (a rerun supersedes a failed attempt), in order of first appearance."""
-    latest: dict[str, Row] = {}
-    for row in rows:
-        latest[row["key"]] = row  # a dict keeps the key's first position and takes the new value
-    return list(latest.values())
-
-
-def repair(path: Path) -> bool:
-    """Cut a torn last line (no final newline) off ``path``; returns whether anything was cut."""
-    if not path.exists():
-        return False
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return False
-    with open(path, "r+b") as f:
-        f.truncate(data.rfind(b"\n") + 1)
-    return True
 
 
 # ------------------------------------------------------------------------------------------------- trials
@@ -122,8 +37,9 @@ class Overrides:
     Attributes:
         seeds: run seeds ``0..seeds-1`` for every method (and group) instead of the suite's seeds.
         budget, time_limit: when either is given, every trial's budget becomes exactly this evaluation budget
-            and/or time limit (the suite's own budget and time limit are dropped); ``eval_every`` is scaled
-            by the same ratio so a run keeps about as many validations.
+            and/or time limit, as its kind applies them (training: the suite's own budget and time limit are
+            dropped and ``eval_every`` is scaled by the same ratio, so a run keeps about as many
+            validations); a kind without budgets refuses them.
         device: ``auto``, ``cpu`` or ``cuda`` for every trial.
     """
 
@@ -141,14 +57,11 @@ class Overrides:
             raise ConfigError(f"--time must be positive seconds, got {self.time_limit}")
 
 
-def _rebudget(spec: RunSpec, budget: int | None, time_limit: float | None) -> RunSpec:
-    ratio = None
-    if budget is not None and spec.budget:
-        ratio = budget / spec.budget
-    elif time_limit is not None and spec.time_limit and budget is None:
-        ratio = time_limit / spec.time_limit
-    eval_every = max(1, round(spec.eval_every * ratio)) if ratio is not None else spec.eval_every
-    return replace(spec, budget=budget, time_limit=time_limit, eval_every=eval_every)
+def _rebudget(trial: Trial, budget: int | None, time_limit: float | None) -> Trial:
+    rebudget = trial_kind(trial.spec).rebudget
+    if rebudget is None:
+        raise ConfigError(f"{trial.kind} trials take no --budget or --time")
+    return replace(trial, spec=rebudget(trial.spec, budget, time_limit))
 
 
 def apply_overrides(trials: Sequence[Trial], overrides: Overrides) -> list[Trial]:
@@ -162,11 +75,11 @@ def apply_overrides(trials: Sequence[Trial], overrides: Overrides) -> list[Trial
         firsts: dict[tuple[str, str], Trial] = {}
         for t in out:
             firsts.setdefault((t.group, t.label), t)
-        out = [replace(t, spec=replace(t.spec, seed=s)) for t in firsts.values() for s in range(overrides.seeds)]
+        out = [replace(t, spec=with_field(t.spec, "seed", s)) for t in firsts.values() for s in range(overrides.seeds)]
     if overrides.budget is not None or overrides.time_limit is not None:
-        out = [replace(t, spec=_rebudget(t.spec, overrides.budget, overrides.time_limit)) for t in out]
+        out = [_rebudget(t, overrides.budget, overrides.time_limit) for t in out]
     if overrides.device is not None:
-        out = [replace(t, spec=replace(t.spec, device=overrides.device)) for t in out]
+        out = [replace(t, spec=with_field(t.spec, "device", overrides.device)) for t in out]
     seen: set[str] = set()
     for t in out:
         if t.key in seen:
@@ -178,8 +91,6 @@ def apply_overrides(trials: Sequence[Trial], overrides: Overrides) -> list[Trial
 
 def suite_trials(name: str, size: str, overrides: Overrides | None = None) -> list[Trial]:
     """The trials of the registered suite ``name`` at ``size``, with ``overrides`` applied."""
-    from gradfree.bench.suites import SIZES, load_suites
-
     if size not in SIZES:
         raise ConfigError(f"unknown suite size {size!r}; use one of {', '.join(SIZES)}")
     trials = load_suites().get(name)(size)
@@ -190,11 +101,14 @@ def unregistered(trials: Sequence[Trial]) -> list[str]:
     """The task, model and optimizer names the trials use that no registry holds, e.g. ``["optimizer 'rso'"]``."""
     from gradfree.models import MODELS
     from gradfree.optim.registry import load_methods
+    from gradfree.run import RunSpec
     from gradfree.tasks import TASKS
 
     optimizers = load_methods()
     missing: dict[str, None] = {}
     for t in trials:
+        if not isinstance(t.spec, RunSpec):
+            continue
         model = (t.spec.model or "").split(":")[0]
         for family, name, registry in (("task", t.spec.task, TASKS), ("model", model, MODELS),
                                        ("optimizer", t.spec.optimizer, optimizers)):
@@ -210,9 +124,9 @@ def run_dir_name(key: str) -> str:
 
 
 def trial_record(trial: Trial) -> Row:
-    """The trial as plain JSON: key, label, group, seed, spec, notes."""
+    """The trial as plain JSON: key, label, group, seed, kind, spec, notes."""
     return {"key": trial.key, "label": trial.label, "group": trial.group, "seed": trial.spec.seed,
-            "spec": asdict(trial.spec), "notes": dict(trial.notes)}
+            "kind": trial.kind, "spec": asdict(cast(Any, trial.spec)), "notes": dict(trial.notes)}
 
 
 # ------------------------------------------------------------------------------------------------- running
@@ -310,47 +224,54 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
 def run_trial(trial: Trial, *, out: Path, suite: str, size: str, fresh: bool = False,
               data_dir: str | Path | None = None, download: bool = True,
               base_provenance: dict[str, Any] | None = None, progress: bool | None = False) -> Row:
-    """Train one trial in ``out/runs/<key>`` and return its row (status ``"error"`` if it raised).
+    """Run one trial in ``out/runs/<key>`` through its kind and return its row (status ``"error"`` if it raised).
 
     Args:
         fresh: discard what the run folder holds (a failed earlier attempt) instead of resuming from it.
-        progress: show the trainer's progress bar (``None``: only on a terminal).
+        progress: show the trial's progress bar (``None``: only on a terminal).
     """
-    from gradfree.run import train_run
     from gradfree.train.provenance import provenance
 
+    kind = trial_kind(trial.spec)
     run_dir = out / RUNS / run_dir_name(trial.key)
-    has_checkpoint = (run_dir / "checkpoint.pt").exists()
+    has_checkpoint = kind.resumable and (run_dir / "checkpoint.pt").exists()
     if run_dir.exists() and (fresh or not has_checkpoint):
         shutil.rmtree(run_dir)  # the runner owns this folder: a failed or never-checkpointed attempt restarts
     resumed = run_dir.exists() and has_checkpoint and not fresh
     row: Row = {"suite": suite, "size": size, **trial_record(trial), "run_dir": f"{RUNS}/{run_dir_name(trial.key)}",
                 "started_at": _now(), "resumed": resumed}
     started = time.perf_counter()
+    resolved: dict[str, Any] = {}
+    recorded: dict[str, Any] | None = None
     try:
-        result = train_run(trial.spec, out_dir=run_dir, resume=resumed, data_dir=data_dir, download=download,
+        run_dir.mkdir(parents=True, exist_ok=True)
+        outcome = kind.run(trial.spec, run_dir=run_dir, resume=resumed, data_dir=data_dir, download=download,
                            progress=progress)
     except Exception as exc:  # one crashing trial must not stop the benchmark: record it and go on
         row.update(status="error", error={"type": type(exc).__name__, "message": str(exc),
                                           "user_error": isinstance(exc, GradfreeError),
                                           "traceback": traceback.format_exc()})
+        resolved = _recorded_config(run_dir)  # what the run had resolved before it failed
     else:
-        summary = result.summary()
-        row.update(status="ok", **{k: v for k, v in summary.items() if k != "final"}, final=summary["final"],
-                   history=[h for h in result.history if h.get("kind") == "val"], error=None)
+        row.update(status="ok", **outcome.summary, headline=outcome.headline, final=outcome.final,
+                   history=outcome.history, error=None,
+                   artifacts={k: f"{row['run_dir']}/{v}" for k, v in outcome.artifacts.items()})
+        resolved, recorded = outcome.resolved, outcome.provenance
     row["trial_seconds"] = time.perf_counter() - started
-    config_file = run_dir / "config.json"
-    recorded: Row = {}
-    if config_file.exists():
-        try:
-            recorded = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            recorded = {}
-    if recorded.get("config"):
-        row["spec"] = {**row["spec"], **recorded["config"]}  # the resolved model and device
-    row["provenance"] = recorded.get("provenance") or {**(base_provenance or provenance("cpu")),
-                                                       "device": str(row["spec"].get("device"))}
+    if resolved:
+        row["spec"] = {**row["spec"], **resolved}  # the resolved model and device
+    row["provenance"] = recorded or {**(base_provenance or provenance("cpu")), "device": str(row["spec"].get("device"))}
     return row
+
+
+def _recorded_config(run_dir: Path) -> dict[str, Any]:
+    config_file = run_dir / "config.json"
+    if not config_file.exists():
+        return {}
+    try:
+        return dict(json.loads(config_file.read_text()).get("config") or {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
 
 
 def describe(row: Row) -> str:
@@ -360,15 +281,21 @@ def describe(row: Row) -> str:
         message = str(err.get("message") or "").strip().splitlines()
         return f"ERROR {err.get('type')}: {message[0] if message else ''}"
     final = row.get("final") or {}
-    if final.get("test_accuracy") is not None:
-        headline = f"test acc {final['test_accuracy']:.2%}"
+    headline = row.get("headline") or {}
+    name = headline.get("name")
+    if name is None and final.get("test_accuracy") is not None:  # rows written before rows named their headline
+        name, headline = "accuracy", {"name": "accuracy", "percent": True}
+    value = final.get(f"test_{name}", final.get(name)) if name else None
+    if value is not None:
+        shown = f"{value:.2%}" if headline.get("percent") else f"{value:.4g}"
+        text = f"test {headline.get('label') or name} {shown}"
     elif final.get("test_loss") is not None:
-        headline = f"test loss {final['test_loss']:.4g}"
+        text = f"test loss {final['test_loss']:.4g}"
     else:
-        headline = "no test metric"
-    stopped = "" if row.get("stopped") in ("budget", "time limit") else f", stopped by {row.get('stopped')}"
-    return (f"ok, {headline}, {row.get('evaluations', 0):,} evaluations, {row.get('wall_time', 0.0):.1f} s"
-            f"{stopped}")
+        text = "no test metric"
+    stopped = "" if row.get("stopped") in (None, "budget", "time limit") else f", stopped by {row.get('stopped')}"
+    cost = f", {row['evaluations']:,} evaluations" if "evaluations" in row else ""
+    return f"ok, {text}{cost}, {row.get('wall_time', 0.0):.1f} s{stopped}"
 
 
 def run_suite(name: str, *, size: str = "full", out_dir: str | Path | None = None,
@@ -390,7 +317,7 @@ def run_suite(name: str, *, size: str = "full", out_dir: str | Path | None = Non
     outcome = run_trials(trials, out_dir=out, suite=name, size=size, overrides=overrides, resume=resume,
                          data_dir=data_dir, download=download, progress=None if log else False, log=log)
     if report:
-        from gradfree.bench.report import write_report
+        from gradfree.reports.report import write_report
 
         files = write_report(out)
         if log:

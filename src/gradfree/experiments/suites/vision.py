@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradfree.bench.suites import SUITES, Size, Trial
+from gradfree.experiments.suite import SUITES, Size, Trial
 from gradfree.run import RunSpec
 
 Methods = dict[str, tuple[str, dict[str, Any]]]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradfree.bench.report import Block, Bullets, Code, Figure, Heading, Paragraph, TableBlock
+from gradfree.reports.blocks import Block, Bullets, Code, Figure, Heading, Paragraph, TableBlock
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1180px;

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from gradfree.bench import perf_memory, perf_population
-from gradfree.bench.perf_memory import MemoryRow, run_memory
-from gradfree.bench.perf_population import PopulationRow, run_population
+from gradfree.perf import memory as perf_memory
+from gradfree.perf import population as perf_population
+from gradfree.perf.memory import MemoryRow, run_memory
+from gradfree.perf.population import PopulationRow, run_population
 
 
 def test_population_rows_are_well_formed_and_match_the_loop() -> None:

@@ -27,10 +27,10 @@ own forward pass on a sample of the changes.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +44,7 @@ from gradfree.data.ragged import dense
 from gradfree.errors import ConfigError, GradfreeError
 from gradfree.objective.coordinates import PopulationCoordinateEvaluator
 from gradfree.params.flat import FlatParams
+from gradfree.perf.common import Column, environment, int_list, render_table, run_program, set_threads, take_turns
 
 MODEL = "mlp:784-32-10"
 TRAIN_IMAGES = 5000
@@ -125,22 +126,6 @@ def _changes(flat: FlatParams, count: int, k: int, *, seed: int) -> list[tuple[i
     return out
 
 
-def _time_rounds(fns: dict[str, tuple[Callable[[int], int], int]], *, min_time: float,
-                 min_chunks: int) -> dict[str, list[tuple[int, float, float]]]:
-    """Per function, ``(evaluations, wall seconds, cpu seconds)`` of each chunk. ``fns[name] = (run, calls)``
-    where ``run(calls)`` makes ``calls`` calls and returns the evaluations done. One untimed warm-up chunk
-    each, then the functions take turns, one chunk each per round."""
-    for run, calls in fns.values():
-        run(max(1, calls // 4))
-    chunks: dict[str, list[tuple[int, float, float]]] = {name: [] for name in fns}
-    while any(sum(c[1] for c in chunks[n]) < min_time or len(chunks[n]) < min_chunks for n in fns):
-        for name, (run, calls) in fns.items():
-            wall, cpu = time.perf_counter(), time.thread_time()
-            evaluations = run(calls)
-            chunks[name].append((evaluations, time.perf_counter() - wall, time.thread_time() - cpu))
-    return chunks
-
-
 def _cycle(items: Sequence[tuple[int, Tensor]]) -> Callable[[], tuple[int, Tensor]]:
     position = 0
 
@@ -201,17 +186,19 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
         for k in ks:
             key = f"{name} K={k}"
             fns[key], tags[key] = (_try_runner(ev, samples[k]), chunk_calls[name]), (name, k)
-    timed = _time_rounds(fns, min_time=min_time, min_chunks=min_chunks)
+    # One chunk of calls per turn; an untimed warm-up chunk of a quarter of the calls first.
+    timed = take_turns({key: functools.partial(run, calls) for key, (run, calls) in fns.items()},
+                       warmup={key: functools.partial(run, max(1, calls // 4)) for key, (run, calls) in fns.items()},
+                       min_time=min_time, min_calls=min_chunks)
     diffs = _max_abs_diffs(model, flat, loss_fn, x, y, built, samples, check)
-    forward_rate = statistics.median(e / w for e, w, _ in timed["forward"])
+    forward_rate = timed["forward"].median_rate(float)
     for key, chunks in timed.items():
         name, k = tags[key]
-        rate = statistics.median(e / w for e, w, _ in chunks)
-        evaluations = sum(c[0] for c in chunks)
+        rate = chunks.median_rate(float)
+        evaluations = sum(chunks.results)
         rows.append(IncrementalRow(
-            method=name, k=k, calls=evaluations // k, evaluations=evaluations, seconds=sum(c[1] for c in chunks),
-            cpu_seconds=sum(c[2] for c in chunks), evals_per_s=rate,
-            cpu_evals_per_s=statistics.median(e / max(c, 1e-9) for e, _, c in chunks),
+            method=name, k=k, calls=evaluations // k, evaluations=evaluations, seconds=sum(chunks.wall),
+            cpu_seconds=sum(chunks.cpu), evals_per_s=rate, cpu_evals_per_s=chunks.median_rate(float, cpu=True),
             vs_forward=rate / forward_rate, max_abs_diff=diffs.get((name, k), math.nan),
         ))
     if "numba-accept" in methods:
@@ -364,26 +351,15 @@ def _time_passes(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], 
                           vs_forward=rate / forward_rate, max_abs_diff=diff, changed=changed / done)
 
 
-def environment() -> str:
-    """Versions, threads and the machine's load, the context the numbers were taken in."""
-    import numba
-
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"torch {torch.__version__} ({torch.get_num_threads()} threads), numba {numba.__version__} "
-            f"(kernels single-threaded), python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-            f"load average {load}")
-
-
 def format_table(rows: Sequence[IncrementalRow]) -> str:
     """A fixed-width table, one line per method and ``k``."""
-    header = (f"{'method':<13} {'K':>2} | {'ev/s wall':>10} {'ev/s cpu':>10} | {'x forward':>9} | "
-              f"{'evals':>7} {'seconds':>7} | {'max|d| vs forward':>17}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        diff = "" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.1e}"
-        lines.append(f"{r.method:<13} {r.k:>2} | {r.evals_per_s:>10.0f} {r.cpu_evals_per_s:>10.0f} | "
-                     f"{r.vs_forward:>8.1f}x | {r.evaluations:>7} {r.seconds:>7.2f} | {diff:>17}")
-    return "\n".join(lines)
+    columns = [Column("method", 13, "<"), Column("K", 2), Column("ev/s wall", 10, bar=True), Column("ev/s cpu", 10),
+               Column("x forward", 9, bar=True), Column("evals", 7, bar=True), Column("seconds", 7),
+               Column("max|d| vs forward", 17, bar=True)]
+    return render_table(columns, [
+        [r.method, str(r.k), f"{r.evals_per_s:.0f}", f"{r.cpu_evals_per_s:.0f}", f"{r.vs_forward:.1f}x",
+         str(r.evaluations), f"{r.seconds:.2f}", "" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.1e}"]
+        for r in rows])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,15 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line and print the table; returns the exit status."""
     args = build_parser().parse_args(argv)
+    return run_program(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> None:
+    import numba
+
     try:
-        ks = [int(k) for k in args.ks.replace(",", " ").split()]
-    except ValueError:
-        print(f"error: --ks takes integers separated by commas, got {args.ks!r}", file=sys.stderr)
-        return 2
-    if args.threads < 1:
-        print("error: --threads must be >= 1", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
+        ks = int_list(args.ks)
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"--ks: {err} (e.g. 1,2)") from None
+    set_threads(args.threads)
     if args.synthetic:
         x, y = synthetic_batch(TRAIN_IMAGES, seed=args.seed)
         what = f"synthetic inputs ({TRAIN_IMAGES} rows, ~80% zeros)"
@@ -427,18 +405,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             x, y = mnist_batch(data_dir, raw=args.raw_pixels)
         except GradfreeError as err:
-            print(f"error: MNIST not found ({err}). Pass --data-dir DIR (a folder with mnist/ or the four .gz "
-                  "files), set GRADFREE_DATA, or run with --synthetic.", file=sys.stderr)
-            return 2
+            raise ConfigError(f"MNIST not found ({err}). Pass --data-dir DIR (a folder with mnist/ or the four .gz "
+                              "files), set GRADFREE_DATA, or run with --synthetic.") from None
         zeros = float((x == x.min()).double().mean())
         what = (f"MNIST, {x.shape[0]} stratified training images, "
                 + ("raw pixels in [0, 1]" if args.raw_pixels else "standardised as the task uses them")
                 + f" ({100 * zeros:.0f}% of entries at the blank value {float(x.min()):.3f})")
-    try:
-        rows = run_incremental(x=x, y=y, seed=args.seed, ks=ks, min_time=args.min_time)
-    except GradfreeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    rows = run_incremental(x=x, y=y, seed=args.seed, ks=ks, min_time=args.min_time)
     print(f"Single-weight evaluations on {MODEL} (ReLU, 25,450 weights), cross-entropy, {what}.")
     print("Changes: a uniformly random weight of any layer, values w+d (K=1) or w+d, w-d (K=2), d ~ N(0, std of "
           "its tensor).")
@@ -453,8 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"K={k}: numba-incr / reference = {n.evals_per_s / ref.evals_per_s:.1f}x (wall), "
                   f"{n.cpu_evals_per_s / ref.cpu_evals_per_s:.1f}x (cpu); numba-incr / forward = "
                   f"{n.vs_forward:.1f}x")
-    print(environment())
-    return 0
+    print(environment(extras=[f"numba {numba.__version__} (kernels single-threaded)"]))
 
 
 if __name__ == "__main__":

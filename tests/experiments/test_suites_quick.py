@@ -1,5 +1,5 @@
 """Suites: every registered suite builds well-formed trials at every size from registered names; each vision suite
-(:mod:`gradfree.bench.suites_vision`) and mdp-mnist run their quick size end to end (runner and report) on small
+(:mod:`gradfree.experiments.suites.vision`) and mdp-mnist run their quick size end to end (runner and report) on small
 generated data of the real shapes — CI has no MNIST or CIFAR-10. A ``shared_data`` test runs one real quick suite
 where the datasets are present."""
 
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import torch
 
-from gradfree.bench.runner import RESULTS, read_rows, run_trials, suite_trials, unregistered
-from gradfree.bench.suites import SIZES, Trial, load_suites
+from gradfree.experiments.runner import RESULTS, read_rows, run_trials, suite_trials, unregistered
+from gradfree.experiments.suite import SIZES, Trial, load_suites
 
 SUITES = [entry.name for entry in load_suites()]
-VISION = [entry.name for entry in load_suites() if entry.item.__module__ == "gradfree.bench.suites_vision"]
+VISION = [entry.name for entry in load_suites() if entry.item.__module__ == "gradfree.experiments.suites.vision"]
 END_TO_END = [*VISION, "mdp-mnist"]
 
 FIXTURE_SHAPES: dict[str, tuple[int, ...]] = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
@@ -118,7 +118,7 @@ def test_suite_names_are_registered(suite: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", END_TO_END)
 def test_quick_suite_runs_end_to_end_on_fixture_data(suite: str, tmp_path: Path, fixture_data: None) -> None:
-    from gradfree.bench.report import write_report
+    from gradfree.reports.report import write_report
 
     trials = suite_trials(suite, "quick")
     runnable = [_shrink(t) for t in trials if not unregistered([t])]
@@ -141,7 +141,7 @@ def test_quick_suite_runs_end_to_end_on_fixture_data(suite: str, tmp_path: Path,
 def test_real_quick_suite_on_shared_mnist(tmp_path: Path, shared_data_dir: Path) -> None:
     if not (shared_data_dir / "mnist").is_dir():
         pytest.skip(f"real MNIST not found in {shared_data_dir}")
-    from gradfree.bench.runner import Overrides, run_suite
+    from gradfree.experiments.runner import Overrides, run_suite
 
     # mnist-cnn's quick size on real MNIST, at a tenth of its budget to stay near a minute.
     outcome = run_suite("mnist-cnn", size="quick", out_dir=tmp_path, overrides=Overrides(budget=120),

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradfree.bench.suites import SUITES, Size, Trial
+from gradfree.experiments.suite import SUITES, Size, Trial
 from gradfree.run import RunSpec
 
 PATIENCE = 5

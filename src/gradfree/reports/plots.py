@@ -1,7 +1,7 @@
 """Plots drawn from result rows (never from memory): curves from each row's history, bars and sweeps from its
 final metrics.
 
-Every plot takes runner rows (see :mod:`gradfree.bench.summary`), writes one PNG atomically and returns its
+Every plot takes runner rows (see :mod:`gradfree.reports.summary`), writes one PNG atomically and returns its
 path, or ``None`` when the rows hold nothing to draw (e.g. an accuracy plot for a regression task). Methods
 keep one colour across all plots of a report. Curves show each seed as a thin line and the median over seeds
 (on the x values all seeds share, linearly interpolated) as a thick one; bars and sweep points show the median
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradfree.bench.summary import Row, by_method, metric, stats
+from gradfree.reports.summary import Row, by_method, metric, stats
 from gradfree.train.files import save_bytes
 
 FINAL_X = {"evaluations": "evaluations", "time": "wall_time", "steps": "steps"}

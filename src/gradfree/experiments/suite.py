@@ -1,9 +1,13 @@
-"""Benchmark suites: registered generators of trials (task, method + options, budget, seed).
+"""Benchmark suites: registered generators of trials.
 
 A suite is a function ``suite(size) -> list[Trial]`` registered in :data:`SUITES`; ``size`` is "quick"
 (a few minutes on 2 CPU cores, used by the smoke tests), "full" (about an hour on 2 CPU cores) or "gpu"
 (larger, for a CUDA machine). Suites only describe trials; the runner executes them and appends one row
 per trial, and reports are drawn from those rows.
+
+A trial's ``spec`` is a dataclass of a registered trial kind (:mod:`gradfree.experiments.kinds`): a
+:class:`~gradfree.run.RunSpec` for a training run (kind ``"train"``), or an application's own spec (an attack
+on a trained victim, an explanation...). Every spec has a ``seed``.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gradfree.experiments.kinds import TrialSpec, kind_of
 from gradfree.registry import Registry
-from gradfree.run import RunSpec
 
 Size = Literal["quick", "full", "gpu"]
 SIZES: tuple[Size, ...] = ("quick", "full", "gpu")
@@ -26,13 +30,14 @@ class Trial:
 
     Attributes:
         label: the method's display name in tables and plots (e.g. "rso", "adam lr=1e-3").
-        spec: the run (task, model, optimizer, options, budget, seed ...).
+        spec: what to run: a spec dataclass of a registered trial kind (a :class:`~gradfree.run.RunSpec`
+            trains a model).
         group: an optional extra grouping key for reports (e.g. "batch=64" in a batch-size sweep).
         notes: free-form facts for the report (regularisation used, stopping rule ...).
     """
 
     label: str
-    spec: RunSpec
+    spec: TrialSpec
     group: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -42,14 +47,19 @@ class Trial:
         group = f"{self.group}/" if self.group else ""
         return f"{group}{self.label}/seed{self.spec.seed}"
 
+    @property
+    def kind(self) -> str:
+        """The registered trial kind of the spec (``"train"`` for a :class:`~gradfree.run.RunSpec`)."""
+        return kind_of(self.spec)
+
 
 SuiteFn = Callable[[Size], list[Trial]]
 
 SUITES: Registry[SuiteFn] = Registry("suite")
 
 # Modules that register suites; imported on first lookup.
-SUITE_MODULES: tuple[str, ...] = ("gradfree.bench.suites_vision", "gradfree.bench.suites_strategies",
-                                  "gradfree.bench.suites_search")
+SUITE_MODULES: list[str] = ["gradfree.experiments.suites.vision", "gradfree.experiments.suites.strategies",
+                            "gradfree.experiments.suites.search"]
 
 
 def load_suites() -> Registry[SuiteFn]:

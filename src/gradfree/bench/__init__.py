@@ -1,1 +1,0 @@
-"""Benchmarks, reports and performance measurements."""
