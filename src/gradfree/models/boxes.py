@@ -159,10 +159,10 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
 def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
     """:func:`nms` within each group (an image, a class) independently: boxes of different groups never
-    suppress each other. Returns the kept indices in decreasing score.
+    suppress each other. Returns the kept indices in decreasing score (ties in index order).
 
-    Implemented by shifting each group's boxes by ``group * (largest coordinate + 1)`` so that groups cannot
-    overlap, then running one NMS (the trick torchvision's ``batched_nms`` uses).
+    Each group is suppressed on its own, so memory grows with the largest group's square, not the total's
+    (torchvision's trick of shifting groups apart builds one matrix over every box).
 
     Shapes:
         ``boxes (K, 4)``, ``scores (K,)``, integer ``groups (K,)`` -> int64 ``(kept,)``.
@@ -172,6 +172,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
                           f"{tuple(scores.shape)} scores")
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    span = float(boxes.max() - boxes.min()) + 1.0
-    shifted = boxes - boxes.min() + (groups.to(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, iou_threshold)
+    kept = []
+    for g in torch.unique(groups).tolist():
+        members = torch.nonzero(groups == g, as_tuple=False).flatten()
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
+    index = torch.sort(torch.cat(kept)).values
+    return index[torch.argsort(scores[index], descending=True, stable=True)]

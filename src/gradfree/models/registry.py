@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gradfree.errors import ConfigError
-from gradfree.models import cnn
+from gradfree.models import cnn, yolo
 from gradfree.models.init import reset_parameters
 from gradfree.models.mlp import mlp
 from gradfree.registry import Registry
@@ -38,6 +38,7 @@ MODELS.add("mlp", _build_mlp, summary="MLP from widths, e.g. mlp:784-32-10[:relu
 MODELS.add("conv1", cnn.build_conv1, summary="one conv layer + linear head (RSO study), conv1[:CHANNELS=16]")
 MODELS.add("lenet", cnn.build_lenet, summary="LeNet-5 style (61.7k params on 28x28), lenet[:small|:C1-C2-F1-F2]")
 MODELS.add("cifar", cnn.build_cifar, summary="compact CIFAR CNN 32-32-pool-64-64-pool-fc, cifar[:WIDTH=1][:bn]")
+MODELS.add("yolo", yolo.build_yolo, summary="one-class YOLO-style detector (stride 8), yolo:tiny|small", output="grid")
 
 
 def build_model(spec: str, *, seed: int, input_shape: tuple[int, ...] | None = None,
@@ -65,7 +66,7 @@ def build_model(spec: str, *, seed: int, input_shape: tuple[int, ...] | None = N
             raise ConfigError(f"model {spec!r} does not accept inputs of shape {input_shape}: {exc}") from None
         finally:
             model.train()
-        if tuple(out.shape) != (1, num_classes):
+        if tuple(out.shape) != (1, num_classes) and MODELS.entry(name).tags.get("output") != "grid":  # detectors
             raise ConfigError(f"model {spec!r} outputs {tuple(out.shape[1:])} per input; the task has "
                               f"{num_classes} classes")
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gradfree.tasks.detection  # noqa: F401  (registers "car-detection", -f1, -ap50)
 from gradfree.tasks import mdp_mnist  # noqa: F401  (registers "mdp-mnist")
 from gradfree.tasks.classification import ClassificationTask
 from gradfree.tasks.protocol import Metric, Task
