@@ -174,6 +174,18 @@ def on_device(generator: torch.Generator, device: torch.device) -> torch.Generat
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def _shape_message(x: Tensor, exc: Exception) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (f"the model does not accept a batch of shape {tuple(x.shape)} (inputs of shape {tuple(x.shape[1:])}): "
+            f"{first}; pass a batch (N, *input_shape)")
+
+
+def _check_scores(outputs: Tensor, x: Tensor) -> None:
+    if outputs.ndim != 2 or outputs.shape[0] != x.shape[0]:
+        raise ConfigError(f"the model must return (N, classes) scores; for a batch of shape {tuple(x.shape)} it "
+                          f"returned {tuple(outputs.shape)}")
+
+
 def resolve_targets(target: int | Tensor | None, predicted: Tensor) -> Tensor:
     """``(N,)`` int64 targets from ``target`` (``None``: ``predicted``)."""
     n = predicted.shape[0]
@@ -231,7 +243,11 @@ class BlackBoxProblem:
                               f"{', '.join(SCORE_ACCESS)}, got {access!r}")
         x = x.detach()
         box = BlackBox(model, input_shape=tuple(x.shape[1:]), num_inputs=x.shape[0], access=access, budget=queries)
-        outputs = box.query(x, owners=torch.arange(x.shape[0]))
+        try:
+            outputs = box.query(x, owners=torch.arange(x.shape[0]))
+        except RuntimeError as exc:
+            raise ConfigError(_shape_message(x, exc)) from None
+        _check_scores(outputs, x)
         targets = resolve_targets(target, outputs.argmax(dim=1))
         if int(targets.min()) < 0 or int(targets.max()) >= outputs.shape[1]:
             raise ConfigError(f"target classes must lie in 0..{outputs.shape[1] - 1}")
@@ -328,8 +344,12 @@ class WhiteBoxProblem:
         self.model, self.access, self.budget = model, access, queries
         self.x = x.detach()
         self.baseline = resolve_baseline(baseline, self.x)
-        with torch.no_grad(), evaluation_mode(model):
-            logits = model(self.x)
+        try:
+            with torch.no_grad(), evaluation_mode(model):
+                logits = model(self.x)
+        except RuntimeError as exc:
+            raise ConfigError(_shape_message(self.x, exc)) from None
+        _check_scores(logits, self.x)
         self.targets = resolve_targets(target, logits.argmax(dim=1))
         self.queries = torch.ones(self.x.shape[0], dtype=torch.int64)
 

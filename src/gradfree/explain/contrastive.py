@@ -10,8 +10,9 @@ that alone is still classified ``t``) and what must be **absent** (a pertinent n
 
 with ``Z`` the logits (the probabilities under ``access="probabilities"``), ``delta`` confined to the features
 that are absent (PN) or present (PP), by FISTA (Sec. 3.3, Algorithm 1; Beck & Teboulle 2009): a gradient
-step on the smooth part, the elementwise shrinkage-thresholding ``S_{alpha beta}`` (the proximal operator of
-the L1 term for a step ``alpha``), the projection on the feasible box, and momentum ``k / (k + 3)``. The
+step on the smooth part, the elementwise shrinkage-thresholding ``S_beta`` (the authors' code thresholds by
+``beta`` itself at every step, not by ``alpha beta``; so does this), the projection on the feasible box, and
+momentum ``k / (k + 3)``. The
 model-agnostic version (Dhurandhar et al. 2019, "MACEM", Sec. 4) replaces the gradient of the model's term by
 a zeroth-order estimate; here it is the average of ``directions`` antithetic Gaussian pairs per iteration
 (``2 * directions`` queries) plus one query to check the new iterate, and the budget decides the iterations.
@@ -81,7 +82,9 @@ def contrastive(model: Model, x: Tensor, *, target: int | Tensor | None = None, 
 
     Returns:
         An :class:`~gradfree.explain.base.Explanation`; extras ``pertinent`` ``(N, *shape)`` (the PP or PN
-        input), ``found`` ``(N,)`` bool (a valid one was found; else ``pertinent`` is the last iterate),
+        input), ``found`` ``(N,)`` bool (a valid one was found: its hinge reached ``-kappa``, i.e. the PP is
+        classified ``t`` by a margin of ``kappa``, the PN some other class; else ``pertinent`` is the last
+        iterate),
         ``pertinent_class`` ``(N,)`` (the class of ``pertinent``) and ``c`` ``(N,)``.
     """
     if mode not in MODES:
@@ -148,13 +151,13 @@ def contrastive(model: Model, x: Tensor, *, target: int | Tensor | None = None, 
             grad = torch.einsum("nq,nqd->nd", coef, u) / directions + 2 * y
             alpha = lr * math.sqrt(1 - k / iterations)
             z = y - alpha * grad
-            shrunk = z.sign() * (z.abs() - alpha * beta).clamp(min=0)
+            shrunk = z.sign() * (z.abs() - beta).clamp(min=0)
             new = torch.maximum(torch.minimum(shrunk, high), low)
             y = torch.maximum(torch.minimum(new + k / (k + 3) * (new - delta), high), low)
             delta = new
             out = problem.outputs(inputs(delta), owners_all)
             predicted = out.argmax(dim=1)
-            valid = predicted != targets if mode == "pn" else predicted == targets
+            valid = hinge(out, owners_all.to(flat_x.device)) <= -kappa  # the class changed (PN) or kept (PP) by kappa
             cost = beta * delta.abs().sum(dim=1) + delta.square().sum(dim=1)
             better = valid & (cost < best_cost)
             best = torch.where(better[:, None], delta, best)

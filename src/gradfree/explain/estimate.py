@@ -31,14 +31,23 @@ def gaussian_directions(count: int, d: int, *, generator: torch.Generator, ortho
     rows when ``orthogonal`` (see the module docstring)."""
     g = torch.randn(count, d, generator=generator, dtype=dtype, device=generator.device)
     if orthogonal and d > 1:
-        blocks = []
-        for block in g.split(d):
-            q, r = torch.linalg.qr(block.T)  # (d, b): orthonormal columns spanning the block's rows
-            q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(1, dtype=r.dtype,
-                                                                                            device=r.device))
-            blocks.append(q.T * block.norm(dim=1, keepdim=True))
-        g = torch.cat(blocks)
+        full = (count // d) * d
+        parts = []
+        if full:
+            parts.append(_orthogonalise(g[:full].reshape(-1, d, d)).reshape(full, d))
+        if count > full:
+            parts.append(_orthogonalise(g[full:].unsqueeze(0))[0])
+        g = torch.cat(parts)
     return g.to(dtype=dtype, device=device)
+
+
+def _orthogonalise(blocks: Tensor) -> Tensor:
+    """Rows of each ``(B, b, d)`` block made orthogonal (a Haar-random frame: QR with the signs of ``R``'s
+    diagonal), each keeping its original norm."""
+    q, r = torch.linalg.qr(blocks.transpose(1, 2))  # (B, d, b): orthonormal columns spanning each block's rows
+    signs = torch.sign(torch.diagonal(r, dim1=1, dim2=2))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return (q * signs.unsqueeze(1)).transpose(1, 2) * blocks.norm(dim=2, keepdim=True)
 
 
 def antithetic_gradient(objective: VectorObjective, point: Tensor, *, pairs: int, smoothing: float,

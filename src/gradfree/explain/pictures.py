@@ -38,9 +38,25 @@ def _pyplot() -> Any:
     return plt
 
 
+def as_image(x: Tensor) -> Tensor:
+    """One input as ``(C, H, W)``: images as they are, a flat input of square length (the 8x8 digits) as a
+    one-channel square, any other flat input as a one-row strip."""
+    if x.ndim == 3:
+        return x
+    flat = x.reshape(-1)
+    side = int(round(flat.numel() ** 0.5))
+    return flat.reshape(1, side, side) if side * side == flat.numel() else flat.reshape(1, 1, -1)
+
+
+def _heat(m: Tensor) -> Tensor:
+    """A map as an ``(H, W)`` heat array (summed over channels)."""
+    return pixel_maps(as_image(m.detach().float().cpu()).unsqueeze(0))[0]
+
+
 def display_image(x: Tensor) -> Tensor:
-    """One input ``(C, H, W)`` as an ``(H, W)`` or ``(H, W, 3)`` array in ``[0, 1]`` (min-max scaled)."""
-    x = x.detach().float().cpu()
+    """One input ``(C, H, W)`` (or flat, see :func:`as_image`) as an ``(H, W)`` or ``(H, W, 3)`` array in
+    ``[0, 1]`` (min-max scaled)."""
+    x = as_image(x.detach().float().cpu())
     x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-12)
     return x[0] if x.shape[0] == 1 else x[:3].permute(1, 2, 0)
 
@@ -50,8 +66,8 @@ def heatmap_grid(images: Tensor, maps: Mapping[str, Tensor], path: str | Path, *
     """A grid with one row per image: the input, then each method's map.
 
     Args:
-        images: ``(N, C, H, W)`` the explained inputs.
-        maps: method name -> ``(N, C, H, W)`` maps (columns in this order).
+        images: ``(N, C, H, W)`` the explained inputs (or flat ones, see :func:`as_image`).
+        maps: method name -> maps of the inputs' shape (columns in this order).
         path: the PNG to write.
         captions: one line per row (e.g. the explained class), shown under the input.
         title: the figure's title.
@@ -66,7 +82,7 @@ def heatmap_grid(images: Tensor, maps: Mapping[str, Tensor], path: str | Path, *
         if captions is not None:
             ax.set_xlabel(captions[i], fontsize=7)
         for j, m in enumerate(maps.values(), start=1):
-            heat = pixel_maps(m[i:i + 1].detach().float().cpu())[0]
+            heat = _heat(m[i])
             scale = float(heat.abs().max()) or 1.0
             axes[i][j].imshow(heat.numpy(), cmap="bwr", vmin=-scale, vmax=scale, interpolation="nearest")
     for j, name in enumerate(["input", *maps], start=0):
@@ -82,13 +98,14 @@ def heatmap_grid(images: Tensor, maps: Mapping[str, Tensor], path: str | Path, *
 
 
 def map_png(image: Tensor, heat: Tensor, path: str | Path, *, caption: str = "") -> Path:
-    """One input beside its map ``(C, H, W)`` (summed over channels), as a small PNG with a colour bar."""
+    """One input beside its map (of the input's shape, summed over channels), as a small PNG with a colour
+    bar."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(4.2, 2.1))
     img = display_image(image)
     left.imshow(img.numpy(), cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
     left.set_title(caption or "input", fontsize=8)
-    h = pixel_maps(heat.unsqueeze(0).detach().float().cpu())[0]
+    h = _heat(heat)
     scale = float(h.abs().max()) or 1.0
     shown = right.imshow(h.numpy(), cmap="bwr", vmin=-scale, vmax=scale, interpolation="nearest")
     right.set_title("attribution (score units per pixel)", fontsize=7)
