@@ -7,8 +7,8 @@ Its :meth:`~CoordinateEvaluator.greedy_pass` asks the question for a whole list 
 value of each as it goes; :func:`greedy_pass_by_tries` is that pass through single tries, and an engine may
 run it in compiled code instead.
 The reference implementation here scores the K candidates as a population of K full vectors; the
-incremental engines (:mod:`gradfree.params.incremental`) recompute only what a single weight touches, and
-:func:`gradfree.params.incremental.coordinate_evaluator` picks the fastest for a module.
+incremental engines (:mod:`gradfree.engines.incremental`) recompute only what a single weight touches, and
+:func:`gradfree.engines.incremental.selection.coordinate_evaluator` picks the fastest for a module.
 """
 
 from __future__ import annotations

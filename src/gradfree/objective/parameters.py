@@ -73,7 +73,7 @@ class ParameterObjective:
 
     def coordinates(self, tensors: list[Tensor]) -> ChargedCoordinates:
         """A single-coordinate evaluator over ``tensors`` on this batch, charging its evaluations here."""
-        from gradfree.params.incremental import coordinate_evaluator
+        from gradfree.engines.incremental.selection import coordinate_evaluator
 
         flat = self.populations.get(tensors).flat
         return ChargedCoordinates(coordinate_evaluator(flat, self.loss_fn, self.x, self.y), self.counter.record)

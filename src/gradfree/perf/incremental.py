@@ -8,10 +8,10 @@ the weight's tensor):
 * ``forward``     — write the weight, run the module on the batch, take the loss (one evaluation per call);
 * ``reference``   — :class:`~gradfree.objective.coordinates.PopulationCoordinateEvaluator` (K full vectors
   in one batched call);
-* ``torch-incr``  — :class:`~gradfree.params.incremental_torch.SequentialCoordinateEvaluator` (the changed
+* ``torch-incr``  — :class:`~gradfree.engines.incremental.sequential.SequentialCoordinateEvaluator` (the changed
   unit carried through the network in torch);
-* ``numba-incr``  — :class:`~gradfree.params.incremental.MLPCoordinateEvaluator` (what
-  :func:`~gradfree.params.incremental.coordinate_evaluator` picks for this model);
+* ``numba-incr``  — :class:`~gradfree.engines.incremental.mlp.MLPCoordinateEvaluator` (what
+  :func:`~gradfree.engines.incremental.selection.coordinate_evaluator` picks for this model);
 * ``numba-accept`` — :meth:`MLPCoordinateEvaluator.set_value`, accepts per second (one accept per call);
 * ``numba-pass``  — :meth:`MLPCoordinateEvaluator.greedy_pass`, RSO's loop in one compiled call: for each of
   200 distinct random weights, try ``w + d, w - d`` and keep the best of the three (the accepts are in the
@@ -157,9 +157,10 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
     Returns:
         one :class:`IncrementalRow` per method and ``k`` (one for ``forward`` and ``numba-accept``).
     """
+    from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator
+    from gradfree.engines.incremental.selection import clear_cache
+    from gradfree.engines.incremental.sequential import SequentialCoordinateEvaluator
     from gradfree.models import build_model
-    from gradfree.params.incremental import MLPCoordinateEvaluator, clear_cache
-    from gradfree.params.incremental_torch import SequentialCoordinateEvaluator
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not ks or min(ks) < 1 or min_time < 0 or min_chunks < 1 or changes < 1 or check < 0:
@@ -281,7 +282,7 @@ def _time_accepts(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor],
     """Accepts per second of the numba engine: each accept moves its weight by the change's step, ``+d`` on
     even passes over ``items`` and ``-d`` on odd ones (every accept is a real change, and the weights stay
     near their start); checked against a forward pass at the end."""
-    from gradfree.params.incremental import MLPCoordinateEvaluator
+    from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator
 
     ev = MLPCoordinateEvaluator(flat, loss_fn, x, y)
     saved = flat.get()
@@ -318,7 +319,7 @@ def _time_passes(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], 
     """Evaluations per second of the numba engine's greedy pass as RSO makes it: ``size`` distinct random
     weights per pass, candidates ``w + d, w - d`` with ``d ~ N(0, std of the weight's tensor)``, the best of
     the three kept; checked against a forward pass at the end, and the weights restored."""
-    from gradfree.params.incremental import MLPCoordinateEvaluator
+    from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator
 
     ev = MLPCoordinateEvaluator(flat, loss_fn, x, y)
     saved = flat.get()

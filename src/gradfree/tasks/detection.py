@@ -17,7 +17,7 @@ objectives) with ``yolo:tiny`` as the default model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -152,10 +152,7 @@ class DetectionTask:
             return self.criterion(output, target)
         if not isinstance(target, BoxTargets):
             raise ConfigError("the F1 / AP objectives need BoxTargets")
-        settings = self.decode_settings
-        if self.objective == "f1":  # boxes under the threshold neither count nor suppress one above it
-            settings = replace(settings, score_threshold=max(settings.score_threshold, self.score_threshold))
-        dets, truths = in_original_pixels(decode(output, self.criterion, settings), target)
+        dets, truths = in_original_pixels(decode(output, self.criterion, self.decode_settings), target)
         if self.objective == "f1":
             value = 1.0 - count_matches(dets, truths, score_threshold=self.score_threshold).f1
         else:

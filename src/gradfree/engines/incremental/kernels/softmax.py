@@ -4,7 +4,7 @@ For a weight of the last hidden layer (``W_l[j, i]`` with ``l = L - 2``) a chang
 logits of row ``r`` by ``da_r * w`` with ``w = W_{L-1}[:, j]``, and its cross-entropy by
 ``log(s_r) - da_r * w[y_r]`` where ``s_r = sum_c p_rc exp(da_r * w_c)`` and ``p`` is the cached softmax
 (``lse`` moves by ``log s_r``). For a weight of the output layer only logit ``j`` moves, by ``dz_r``, and
-``s_r = 1 + p_rj (exp(dz_r) - 1)``. What makes these fast (see :mod:`gradfree.params.incremental_kernels`
+``s_r = 1 + p_rj (exp(dz_r) - 1)``. What makes these fast (see :mod:`gradfree.engines.incremental.kernels.state`
 for the caches):
 
 * **Background rows.** Rows where feature ``i`` of the network input has its common value ``beta_i`` all
@@ -20,11 +20,11 @@ for the caches):
 * The logs of many rows are taken as one log of the product of their ``s``.
 
 :func:`try_values` is the entry point of every try (it dispatches to :func:`try_output`, :func:`try_rank1` or
-the general :func:`~gradfree.params.incremental_kernels.try_rows`); :func:`apply_rank1` accepts a
+the general :func:`~gradfree.engines.incremental.kernels.rows.try_rows`); :func:`apply_rank1` accepts a
 last-hidden-layer value.
 
-Shapes: ``deltas, out (K,)``; ``work = (scratch (C + 1 + 2K, N) float64, mark (N,) uint8 zeros,
-rows_g (K, N) int32)``; ``net``, ``outs``, ``inp`` as in :mod:`gradfree.params.incremental_kernels`.
+Shapes: ``deltas, out (K,)``; ``net``, ``outs``, ``inp``, ``work``: the :class:`~.state.Net`,
+:class:`~.state.Outputs`, :class:`~.state.Inputs` and :class:`~.state.Workspace` (for at least ``K``).
 """
 
 from __future__ import annotations
@@ -34,17 +34,10 @@ import math
 import numpy as np
 from numba import njit
 
-from gradfree.params.incremental_kernels import (
-    BIG,
-    RELU,
-    act,
-    input_column,
-    log_product,
-    row_loss,
-    row_stats,
-    try_rows,
-    unit_slope,
-)
+from gradfree.engines.incremental.kernels.activations import act, unit_slope
+from gradfree.engines.incremental.kernels.inputs import input_column
+from gradfree.engines.incremental.kernels.rows import log_product, row_loss, row_stats, try_rows
+from gradfree.engines.incremental.kernels.state import BIG, CROSS_ENTROPY, RELU, Inputs, Net, Outputs, Workspace
 
 SMALL = 0.1
 """Largest ``|exponent|`` for which the float32 softmax copy and the expm1 polynomials are used."""
@@ -130,16 +123,16 @@ def _rank1_exact(o: np.ndarray, r: int, da: float, w: np.ndarray, y: np.ndarray,
     """Loss change of row ``r`` when its logits move by ``da * w``, from the logits (any step size)."""
     for q in range(o.shape[0]):
         orow[q] = o[q, r] + da * w[q]
-    return row_loss(orow, r, y, t, 0) - lrow[r]
+    return row_loss(orow, r, y, t, CROSS_ENTROPY) - lrow[r]
 
 
 @njit(cache=True)
 def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarray, y: np.ndarray, cb0: float,
                           cb1: float, fast0: bool, fast1: bool, s0: np.ndarray, s1: np.ndarray,
-                          rows_g: np.ndarray, da_k: np.ndarray, m0: int, m1: int) -> tuple[float, float, int, int]:
+                          gathered: np.ndarray, da_k: np.ndarray, m0: int, m1: int) -> tuple[float, float, int, int]:
     """The background rows of :func:`try_rank1` for two candidates and a ReLU unit, with the same arithmetic
     as its general loop: rows active before and after join the log-product (the fast path) or, like rows
-    crossing the kink, the gathered rows ``rows_g[k]`` with their own change ``da_k[k]``.
+    crossing the kink, the gathered rows ``gathered[k]`` with their own change ``da_k[k]``.
 
     Returns:
         each candidate's summed loss change of the product rows, and its number of gathered rows (``m0``,
@@ -165,7 +158,7 @@ def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarr
             elif zo > 0.0 or zn > 0.0:  # active on one side at least: a large step, or crossing the kink
                 da = cb0 if zo > 0.0 and zn > 0.0 else (zn if zn > 0.0 else 0.0) - (zo if zo > 0.0 else 0.0)
                 if da != 0.0:
-                    rows_g[0, m0] = r
+                    gathered[0, m0] = r
                     da_k[0, m0] = da
                     m0 += 1
         if cb1 != 0.0:
@@ -180,36 +173,36 @@ def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarr
             elif zo > 0.0 or zn > 0.0:
                 da = cb1 if zo > 0.0 and zn > 0.0 else (zn if zn > 0.0 else 0.0) - (zo if zo > 0.0 else 0.0)
                 if da != 0.0:
-                    rows_g[1, m1] = r
+                    gathered[1, m1] = r
                     da_k[1, m1] = da
                     m1 += 1
     return tot0 + math.log(pr0) - cb0 * ys0, tot1 + math.log(pr1) - cb1 * ys1, m0, m1
 
 
 @njit(cache=True)
-def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: tuple, outs: tuple,
-              inp: tuple, work: tuple) -> None:
+def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: Net, outs: Outputs,
+              inp: Inputs, work: Workspace) -> None:
     """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
     last hidden layer changes by ``deltas[k]``; the caches are only read. The passes over rows serve all
     candidates at once (RSO tries two)."""
-    widths, wts, w_off, b_off, zt, at, h_off, acts, actp = net
-    o, p, pt32, lse, lrow, y, t, loss_kind = outs
-    colptr, rows, vals, beta = inp
-    scratch, mark, rows_g = work
+    widths, weights, w_off, zt, at, h_off = net.widths, net.weights, net.w_off, net.zt, net.at, net.h_off
+    o, p, p32, lrow, y, t = outs.o, outs.p, outs.p32, outs.lrow, outs.y, outs.t
+    colptr, rows, vals, beta = inp.colptr, inp.rows, inp.vals, inp.beta
+    scratch, mark, gathered = work.scratch, work.mark, work.gathered
     c, n = o.shape[0], o.shape[1]
     kk = deltas.shape[0]
-    code, p0, p1 = acts[layer], actp[layer, 0], actp[layer, 1]
+    code, p0, p1 = net.act_code[layer], net.act_par[layer, 0], net.act_par[layer, 1]
     nin = widths[layer + 1]
     w = np.empty(c)
     wmax = 0.0
     for q in range(c):
-        w[q] = wts[w_off[layer + 1] + q * nin + j]
+        w[q] = weights[w_off[layer + 1] + q * nin + j]
         wmax = max(wmax, abs(w[q]))
     base = h_off[layer] + j * n
     ztj = zt[base : base + n]
     g, e = scratch[:c], scratch[c]
     s_k, da_k = scratch[c + 1 : c + 1 + kk], scratch[c + 1 + kk : c + 1 + 2 * kk]
-    m = np.zeros(kk, dtype=np.int64)  # rows with their own change per candidate, in rows_g[k] / da_k[k]
+    m = np.zeros(kk, dtype=np.int64)  # rows with their own change per candidate, in gathered[k] / da_k[k]
     total = np.zeros(kk)
     orow = np.empty(c)
     # Where the input comes from: the network input (its listed rows + background rows), a bias (every
@@ -238,7 +231,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
         for k in range(kk):
             da = act(code, p0, p1, zo + deltas[k] * xin) - ao
             if da != 0.0:
-                rows_g[k, m[k]] = r
+                gathered[k, m[k]] = r
                 da_k[k, m[k]] = da
                 m[k] += 1
     # 2. background rows all move by cb = delta * beta; on the linear piece they share expm1(cb * w):
@@ -258,7 +251,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                 for r in range(n):
                     sk[r] = 0.0
         for q in range(c):
-            pq = pt32[q]
+            pq = p32[q]
             if kk == 2 and fast[0] and fast[1]:  # the RSO case: both candidates in one read of the softmax
                 s0, s1, u0, u1 = s_k[0], s_k[1], u[0, q], u[1, q]
                 for r in range(n):
@@ -273,7 +266,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                             sk[r] += pq[r] * uk
         if kk == 2 and code == RELU:  # RSO's case, with accumulators the compiler keeps in registers
             total[0], total[1], m[0], m[1] = _relu_background_pair(
-                n, mark, ztj, w, y, cb[0], cb[1], fast[0], fast[1], s_k[0], s_k[1], rows_g, da_k, m[0], m[1])
+                n, mark, ztj, w, y, cb[0], cb[1], fast[0], fast[1], s_k[0], s_k[1], gathered, da_k, m[0], m[1])
             kk_rows = 0
         else:
             kk_rows = kk
@@ -301,7 +294,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                 else:  # crossing the kink, or a large step: the row joins those with their own change
                     da = cb[k] if slope == 1.0 else act(code, p0, p1, zn) - act(code, p0, p1, zo)
                     if da != 0.0:
-                        rows_g[k, m[k]] = r
+                        gathered[k, m[k]] = r
                         da_k[k, m[k]] = da
                         m[k] += 1
         for k in range(kk_rows):
@@ -310,7 +303,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
         mark[rows[idx]] = 0
     # 3. rows with their own change: gather the softmax, vectorised exponentials, one log per chunk
     for k in range(kk):
-        mk, rk, dk, sk = m[k], rows_g[k], da_k[k], s_k[k]
+        mk, rk, dk, sk = m[k], gathered[k], da_k[k], s_k[k]
         dmax = 0.0
         ysum_k = 0.0
         for idx in range(mk):
@@ -320,7 +313,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
             sk[idx] = 0.0
         if dmax * wmax <= SMALL:
             for q in range(c):
-                pq, gq = pt32[q], g[q]
+                pq, gq = p32[q], g[q]
                 for idx in range(mk):
                     gq[idx] = pq[rk[idx]]
             for q in range(c):
@@ -348,8 +341,8 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
 
 
 @njit(cache=True)
-def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tuple, inp: tuple,
-                work: tuple) -> None:
+def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Outputs, inp: Inputs,
+                work: Workspace) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden layer to ``value`` and update the
     caches: the unit's pre-activations and activations, and for every changed row its logits (``+ da w``),
     softmax (``p_c <- p_c exp(da w_c) / s``, float64 and the float32 copy), log-sum-exp (``+ log s``) and loss.
@@ -359,24 +352,25 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tupl
     exponentials from vectorised polynomials. Everything stays float64 (no float32 shortcut here: the caches
     are the state every later evaluation starts from).
     """
-    widths, wts, w_off, b_off, zt, at, h_off, acts, actp = net
-    o, p, pt32, lse, lrow, y, t, loss_kind = outs
-    colptr, rows, vals, beta = inp
-    scratch, mark, rows_g = work
+    widths, weights, w_off, b_off = net.widths, net.weights, net.w_off, net.b_off
+    zt, at, h_off = net.zt, net.at, net.h_off
+    o, p, p32, lse, lrow, y = outs.o, outs.p, outs.p32, outs.lse, outs.lrow, outs.y
+    colptr, rows, vals, beta = inp.colptr, inp.rows, inp.vals, inp.beta
+    scratch, mark, gathered = work.scratch, work.mark, work.gathered
     c, n = o.shape[0], o.shape[1]
-    code, p0, p1 = acts[layer], actp[layer, 0], actp[layer, 1]
+    code, p0, p1 = net.act_code[layer], net.act_par[layer, 0], net.act_par[layer, 1]
     widx = b_off[layer] + j if i < 0 else w_off[layer] + j * widths[layer] + i
-    delta = value - wts[widx]
+    delta = value - weights[widx]
     nin = widths[layer + 1]
     w = np.empty(c)
     wmax = 0.0
     for q in range(c):
-        w[q] = wts[w_off[layer + 1] + q * nin + j]
+        w[q] = weights[w_off[layer + 1] + q * nin + j]
         wmax = max(wmax, abs(w[q]))
     base = h_off[layer] + j * n
     ztj, atj = zt[base : base + n], at[base : base + n]
     g, s, msk, da_own = scratch[:c], scratch[c], scratch[c + 1], scratch[c + 2]
-    own = rows_g[0]
+    own = gathered[0]
     if i < 0:
         bg, start, stop, dense = 1.0, 0, 0, False
     elif layer == 0:
@@ -470,11 +464,11 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tupl
         for r in range(n):
             s[r] = 1.0 / s[r] if msk[r] != 0.0 else 1.0  # s now holds 1/s, and 1 on unchanged rows
         for q in range(c):
-            pq, p32, oq, eq, step = p[q], pt32[q], o[q], e[q], cb * w[q]
+            pq, p32q, oq, eq, step = p[q], p32[q], o[q], e[q], cb * w[q]
             for r in range(n):
                 on = msk[r] != 0.0
                 pq[r] = pq[r] * (eq * s[r]) if on else pq[r]
-                p32[r] = pq[r]
+                p32q[r] = pq[r]
                 oq[r] = oq[r] + step if on else oq[r]
         if abs(cb) * wmax <= SMALL:  # every 1/s is in [e^-0.1, e^0.1]: branch-free, vectorised logs
             for r in range(n):
@@ -507,7 +501,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tupl
             inv = 1.0 / sr
             for q in range(c):
                 p[q, r] *= g[q, idx] * inv
-                pt32[q, r] = p[q, r]
+                p32[q, r] = p[q, r]
                 o[q, r] += da * w[q]
             lse[r] += _log_near1(sr) if abs(sr - 1.0) <= 0.12 else math.log(sr)
             lrow[r] = lse[r] - o[y[r], r]
@@ -517,16 +511,16 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tupl
             for q in range(c):
                 o[q, r] += da_own[idx] * w[q]
             row_stats(r, outs)
-    wts[widx] = value
+    weights[widx] = value
 
 
 @njit(cache=True)
-def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: tuple, outs: tuple,
-               inp: tuple, work: tuple) -> None:
+def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: Net, outs: Outputs,
+               inp: Inputs, work: Workspace) -> None:
     """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
     output layer changes by ``deltas[k]``: logit ``j`` of row ``r`` moves by ``deltas[k] * input_r``."""
-    o, p, pt32, lse, lrow, y, t, loss_kind = outs
-    scratch = work[0]
+    o, p, p32, lrow, y, t = outs.o, outs.p, outs.p32, outs.lrow, outs.y, outs.t
+    scratch = work.scratch
     c, n = o.shape[0], o.shape[1]
     xcol, s = scratch[0], scratch[1]
     big = input_column(layer, i, n, net, inp, xcol)
@@ -534,7 +528,7 @@ def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, 
     for r in range(n):
         if y[r] == j:
             ysum += xcol[r]
-    pj = pt32[j]
+    pj = p32[j]
     orow = np.empty(c)
     for k in range(deltas.shape[0]):
         d = deltas[k]
@@ -560,21 +554,22 @@ def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, 
                 for q in range(c):
                     orow[q] = o[q, r]
                 orow[j] += d * xcol[r]
-                total += row_loss(orow, r, y, t, 0) - lrow[r]
+                total += row_loss(orow, r, y, t, CROSS_ENTROPY) - lrow[r]
             out[k] = total
 
 
 @njit(cache=True)
 def try_values(layer: int, j: int, i: int, pos: int, values: np.ndarray, round32: bool, total: float,
-               norm: float, losses: np.ndarray, net: tuple, outs: tuple, inp: tuple, work: tuple) -> None:
+               norm: float, losses: np.ndarray, net: Net, outs: Outputs, inp: Inputs, work: Workspace) -> None:
     """Losses ``losses[k]`` (the mean row loss) with weight ``W_layer[j, i]`` (``i < 0``: bias ``j``), at
-    ``wts[pos]``, set to ``values[k]``; the entry point of every try kernel (one call from Python).
+    ``net.weights[pos]``, set to ``values[k]``; the entry point of every try kernel (one call from Python,
+    through :func:`.entry.try_values`).
 
     Args:
         round32: round the values to float32 first (the module's dtype), as writing them would.
         total: the current summed row loss; ``norm``: what it is divided by for the mean.
     """
-    widths, wts = net[0], net[1]
+    widths, weights = net.widths, net.weights
     num_layers = widths.shape[0] - 1
     kk = values.shape[0]
     deltas = np.empty(kk)
@@ -582,12 +577,12 @@ def try_values(layer: int, j: int, i: int, pos: int, values: np.ndarray, round32
     for k in range(kk):
         v = float(np.float32(values[k])) if round32 else float(values[k])
         finite[k] = math.isfinite(v)  # a value beyond float32's range is stored as inf
-        deltas[k] = v - wts[pos] if finite[k] else 0.0
-    if outs[7] == 0 and layer == num_layers - 1:
+        deltas[k] = v - weights[pos] if finite[k] else 0.0
+    if outs.loss_kind == CROSS_ENTROPY and layer == num_layers - 1:
         try_output(layer, j, i, deltas, losses, net, outs, inp, work)
-    elif outs[7] == 0 and layer == num_layers - 2:
+    elif outs.loss_kind == CROSS_ENTROPY and layer == num_layers - 2:
         try_rank1(layer, j, i, deltas, losses, net, outs, inp, work)
     else:
-        try_rows(layer, j, i, deltas, losses, net, outs, inp, work[0][0])
+        try_rows(layer, j, i, deltas, losses, net, outs, inp, work.scratch[0])
     for k in range(kk):
         losses[k] = (total + losses[k]) / norm if finite[k] else np.nan

@@ -18,18 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator, mlp_layers
+from gradfree.engines.incremental.selection import clear_cache, coordinate_evaluator, incremental_evaluator
+from gradfree.engines.incremental.sequential import SequentialCoordinateEvaluator, sequential_stages
 from gradfree.errors import DataError
 from gradfree.objective.coordinates import PopulationCoordinateEvaluator
 from gradfree.objective.row_loss import mean_row_loss, row_loss_kind
 from gradfree.params import FlatParams
-from gradfree.params.incremental import (
-    MLPCoordinateEvaluator,
-    clear_cache,
-    coordinate_evaluator,
-    incremental_evaluator,
-    mlp_layers,
-)
-from gradfree.params.incremental_torch import SequentialCoordinateEvaluator, sequential_stages
 from gradfree.tasks.classification import ClassificationTask
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -191,9 +186,10 @@ def test_caches_stay_exact_over_200_accepts(refresh_every: int) -> None:
     assert ev.loss() == pytest.approx(forward_loss(model, F.cross_entropy, x, y), abs=1e-5)
     check_candidates(ev, model, flat, F.cross_entropy, x, y, steps=15, scales=(0.05, 3.0), seed=21, atol=1e-8)
     fresh = MLPCoordinateEvaluator(flat, F.cross_entropy, x, y)
-    assert ev._net[4] == pytest.approx(fresh._net[4], abs=1e-10)  # pre-activations
-    assert ev._net[5] == pytest.approx(fresh._net[5], abs=1e-10)  # activations
-    for got, want in zip(ev._outs[:5], fresh._outs[:5], strict=True):  # outputs, softmax (x2), lse, row losses
+    assert ev._net.zt == pytest.approx(fresh._net.zt, abs=1e-10)  # pre-activations
+    assert ev._net.at == pytest.approx(fresh._net.at, abs=1e-10)  # activations
+    for field in ("o", "p", "p32", "lse", "lrow"):  # outputs, softmax (x2), log-sum-exp, row losses
+        got, want = getattr(ev._outs, field), getattr(fresh._outs, field)
         float32 = got.dtype.itemsize == 4  # the softmax copy: equal up to its own rounding
         assert got == pytest.approx(want, rel=1e-6 if float32 else 0, abs=1e-12 if float32 else 1e-9)
 
@@ -355,7 +351,7 @@ def test_evaluator_is_reused_only_while_nothing_changed() -> None:
 def test_polynomial_exponentials_are_double_precision() -> None:
     import numpy as np
 
-    from gradfree.params import incremental_softmax as sm
+    from gradfree.engines.incremental.kernels import softmax as sm
 
     for tmax in (0.02, 0.1):
         t = np.linspace(-tmax, tmax, 2001)

@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator
+from gradfree.engines.incremental.selection import clear_cache
+from gradfree.engines.incremental.sequential import SequentialCoordinateEvaluator
 from gradfree.errors import ConfigError
 from gradfree.objective.coordinates import (
     ChargedCoordinates,
@@ -17,8 +20,6 @@ from gradfree.objective.coordinates import (
     greedy_pass_by_tries,
 )
 from gradfree.params import FlatParams
-from gradfree.params.incremental import MLPCoordinateEvaluator, clear_cache
-from gradfree.params.incremental_torch import SequentialCoordinateEvaluator
 
 
 @pytest.fixture(autouse=True)

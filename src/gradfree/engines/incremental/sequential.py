@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradfree.engines.incremental.caches import tensor_key
 from gradfree.errors import ConfigError
 from gradfree.objective.coordinates import PassResult, greedy_pass_by_tries
 from gradfree.objective.population import _ELEMENTWISE, LossFn
@@ -68,11 +69,6 @@ def sequential_stages(module: nn.Module) -> list[nn.Module] | None:
     return stages
 
 
-def _key(t: Tensor) -> tuple[object, ...]:
-    """What identifies a tensor's current contents cheaply: storage, layout and in-place version."""
-    return (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, t.device, t._version)
-
-
 @dataclass(frozen=True)
 class _Where:
     stage: int
@@ -98,7 +94,8 @@ class SequentialCoordinateEvaluator:
 
     Raises:
         ConfigError: when the module or parameters are not supported (use
-            :func:`~gradfree.params.incremental.coordinate_evaluator`, which falls back to an engine that is).
+            :func:`~gradfree.engines.incremental.selection.coordinate_evaluator`, which falls back to an
+            engine that is).
     """
 
     def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor, *,
@@ -123,7 +120,7 @@ class SequentialCoordinateEvaluator:
             raise ConfigError(f"parameters {missing} are not weights or biases of the Sequential's layers")
         self._where = [where[id(t)] for t in flat.tensors]
         self._offsets = [sl.offset for sl in flat.slots]
-        self._source = (loss_fn, x, y, _key(x), _key(y))
+        self._source = (loss_fn, x, y, tensor_key(x), tensor_key(y))
         self._params = list(flat.module.parameters())  # type: ignore[union-attr]
         self._snapshot = [p.detach().clone() for p in self._params]
         self._slot = {id(p): k for k, p in enumerate(self._params)}
@@ -141,7 +138,7 @@ class SequentialCoordinateEvaluator:
         fn, x0, y0, xkey, ykey = self._source
         if flat is not self.flat or loss_fn is not fn or x is not x0 or y is not y0:
             return False
-        if _key(x) != xkey or _key(y) != ykey:
+        if tensor_key(x) != xkey or tensor_key(y) != ykey:
             return False
         params = list(flat.module.parameters())  # type: ignore[union-attr]
         return len(params) == len(self._params) and all(

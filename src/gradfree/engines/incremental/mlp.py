@@ -1,17 +1,17 @@
-"""Incremental single-weight evaluation: recompute only what a change of one weight touches.
+"""The numba incremental engine for plain MLPs: recompute only what a change of one weight touches.
 
 A change ``delta`` of ``W_l[j, i]`` of a ``Linear`` layer changes one unit: its pre-activation ``z_l[:, j]``
 moves by ``delta * a_{l-1}[:, i]``, nothing at all in rows where that input is zero, and the same amount in
 every row where the network input has its common ("background") value — for standardised MNIST, the blank
 pixel. :class:`MLPCoordinateEvaluator` keeps, for the current weights on the batch and in float64, every
 layer's pre-activations and activations, the outputs, softmax and per-row losses, and the input in a CSC-like
-form (:func:`input_columns`). For a candidate value it recomputes the changed unit in the touched rows, takes
-the rank-1 change ``da * W_{l+1}[:, j]`` of the next layer (recomputing smaller layers after it), and
-updates the mean loss from the changed rows' losses; accepting a value updates the caches the same way.
-The kernels are in :mod:`gradfree.params.incremental_kernels` (caches, general rows, accepting) and
-:mod:`gradfree.params.incremental_softmax` (the cross-entropy fast paths). ``Sequential`` CNNs, MLPs with
-other losses and non-CPU devices go to :mod:`gradfree.params.incremental_torch`, anything else to the
-reference evaluator: :func:`incremental_evaluator` picks.
+form (:mod:`gradfree.engines.incremental.caches`). For a candidate value it recomputes the changed unit in the
+touched rows, takes the rank-1 change ``da * W_{l+1}[:, j]`` of the next layer (recomputing smaller layers
+after it), and updates the mean loss from the changed rows' losses; accepting a value updates the caches the
+same way. The kernels are in :mod:`gradfree.engines.incremental.kernels`: ``rows`` (general rows,
+accepting), ``softmax`` (the cross-entropy fast paths) and ``greedy_pass``. ``Sequential`` CNNs, MLPs with
+other losses and non-CPU devices go to :mod:`gradfree.engines.incremental.sequential`, anything else to the
+reference evaluator: :func:`gradfree.engines.incremental.selection.incremental_evaluator` picks.
 
 Reference: RSO asks exactly this question, for every weight in turn — R. Tripathi, B. Singh, "RSO: A
 Gradient Free Sampling Based Approach For Training Deep Neural Networks", arXiv:2005.05955 (2020).
@@ -20,24 +20,19 @@ Gradient Free Sampling Based Approach For Training Deep Neural Networks", arXiv:
 from __future__ import annotations
 
 import bisect
-import contextlib
-import weakref
-from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gradfree.engines.incremental import caches
 from gradfree.errors import ConfigError
-from gradfree.objective.coordinates import CoordinateEvaluator, PassResult, PopulationCoordinateEvaluator, check_pass
+from gradfree.objective.coordinates import PassResult, check_pass
 from gradfree.objective.population import LossFn
-from gradfree.objective.row_loss import RowLoss, mean_row_loss, row_loss_kind
+from gradfree.objective.row_loss import RowLoss, row_loss_kind
 from gradfree.params.flat import FlatParams
 
-__all__ = ["InputColumns", "MLPCoordinateEvaluator", "clear_cache", "incremental_evaluator", "input_columns",
-           "mean_row_loss", "mlp_layers", "row_loss_kind"]
-
-# ---------------------------------------------------------------------------------------------- the MLP
+__all__ = ["MLPCoordinateEvaluator", "mlp_layers"]
 
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {
@@ -93,52 +88,6 @@ def mlp_layers(module: nn.Module) -> tuple[list[nn.Linear], list[tuple[str, floa
     return linears, acts, flatten
 
 
-class InputColumns(NamedTuple):
-    """The network input of a batch as the incremental engine reads it.
-
-    Attributes:
-        x64: the inputs ``(N, F)`` in float64 (for full recomputes).
-        colptr, rows, vals: CSC-like, per feature ``i`` the rows ``rows[colptr[i]:colptr[i+1]]`` (int32,
-            ascending) where it differs from ``beta[i]``, and its values there.
-        beta: per feature its "background" value: 0 where zeros are at least as common as the column's
-            minimum and maximum, else whichever of those is more common (for standardised images the
-            minimum: the blank pixel). Any choice is exact; a common one makes evaluations cheap.
-    """
-
-    x64: Tensor
-    colptr: np.ndarray
-    rows: np.ndarray
-    vals: np.ndarray
-    beta: np.ndarray
-
-
-_INPUTS: list[tuple[weakref.ref[Tensor], tuple[Any, ...], InputColumns]] = []
-_INPUTS_KEPT = 2
-
-
-def _tensor_key(t: Tensor) -> tuple[Any, ...]:
-    """What identifies a tensor's current contents cheaply: storage, layout and in-place version."""
-    return (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, t.device, t._version)
-
-
-def input_columns(x: Tensor, inputs: Tensor) -> tuple[Tensor, tuple[np.ndarray, ...]]:
-    """:class:`InputColumns` of ``inputs`` (``x`` reshaped to ``(N, F)``), as ``(x64, (colptr, rows, vals,
-    beta))``; the last two batches' are kept (keyed by ``x`` itself and its version), so a full-batch search
-    that asks for a new evaluator every step builds them once."""
-    _INPUTS[:] = [entry for entry in _INPUTS if entry[0]() is not None]  # batches that are gone
-    for ref, key, cols in _INPUTS:
-        if ref() is x and key == _tensor_key(x):
-            return cols.x64, (cols.colptr, cols.rows, cols.vals, cols.beta)
-    from gradfree.params.incremental_kernels import input_csc
-
-    x64 = inputs.detach().to(torch.float64).contiguous()
-    colptr, rows, vals, beta = input_csc(x64.t().contiguous().numpy())
-    cols = InputColumns(x64, colptr, rows, vals, beta)
-    _INPUTS.insert(0, (weakref.ref(x), _tensor_key(x), cols))
-    del _INPUTS[_INPUTS_KEPT:]
-    return cols.x64, (cols.colptr, cols.rows, cols.vals, cols.beta)
-
-
 class MLPCoordinateEvaluator:
     """Incremental :class:`~gradfree.objective.coordinates.CoordinateEvaluator` for plain MLPs with a row loss.
 
@@ -153,22 +102,21 @@ class MLPCoordinateEvaluator:
     :meth:`loss` after a :meth:`set_value` without ``loss``), as for the reference evaluator, though an
     evaluation here costs a fraction of a forward pass. Losses are computed in float64 from the module's
     weights (small steps of a cross-entropy engine read a float32 copy of the softmax, exact to about 1e-8
-    of the loss change, see :mod:`gradfree.params.incremental_softmax`); they equal a forward pass of the
-    module to its own rounding (about 1e-7 for float32). The module's parameters must change only through
+    of the loss change, see :mod:`gradfree.engines.incremental.kernels.softmax`); they equal a forward pass of
+    the module to its own rounding (about 1e-7 for float32). The module's parameters must change only through
     :meth:`set_value` while the evaluator is in use.
 
     Raises:
         ConfigError: when the module, parameters or loss are not supported (use
-            :func:`~gradfree.params.incremental.coordinate_evaluator`, which falls back to an engine that is).
+            :func:`~gradfree.engines.incremental.selection.coordinate_evaluator`, which falls back to an
+            engine that is).
     """
 
     def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor, *,
                  refresh_every: int = 10_000) -> None:
-        from gradfree.params import incremental_kernels as kernels
-        from gradfree.params import incremental_pass as passes
-        from gradfree.params import incremental_softmax as softmax
+        from gradfree.engines.incremental.kernels import entry, rows
 
-        self._kernels, self._softmax, self._passes = kernels, softmax, passes
+        self._entry, self._rows = entry, rows
         spec = mlp_layers(flat.module) if flat.module is not None else None
         if spec is None:
             raise ConfigError("not a plain MLP (Sequential of Flatten, Linear and activations)")
@@ -202,8 +150,9 @@ class MLPCoordinateEvaluator:
         inputs = x.reshape(x.shape[0], -1) if flatten else x
         if inputs.ndim != 2 or inputs.shape[1] != linears[0].in_features:
             raise ConfigError(f"inputs of shape {tuple(x.shape)} do not fit the first Linear layer")
-        self._x, self._inp = input_columns(x, inputs)
-        self._source = (loss_fn, x, y, _tensor_key(x), _tensor_key(y))
+        cols = caches.input_columns(x, inputs)
+        self._x, self._inp = cols.x64, cols.columns
+        self._source = (loss_fn, x, y, caches.tensor_key(x), caches.tensor_key(y))
         self._snapshot = {id(t): t.detach().clone() for lin in linears for t in (lin.weight, lin.bias)
                           if t is not None}
         n, c = inputs.shape[0], linears[-1].out_features
@@ -213,64 +162,20 @@ class MLPCoordinateEvaluator:
         self.loss_kind: RowLoss = kind
         ce = kind == "cross_entropy"
         self._norm = float(n) if ce else float(n * c)
-        widths = [linears[0].in_features] + [lin.out_features for lin in linears]
-        self._widths = np.asarray(widths, dtype=np.int64)
-        w_off, b_off, size = [], [], 0
-        for lin in linears:
-            w_off.append(size)
-            size += lin.weight.numel()
-            b_off.append(size)
-            size += lin.out_features
-        self._w_off = np.asarray(w_off, dtype=np.int64)
-        self._b_off = np.asarray(b_off, dtype=np.int64)
-        self._wts = np.zeros(size, dtype=np.float64)
-        h_off, size = [], 0
-        for width in widths[1:-1]:
-            h_off.append(size)
-            size += width * n
-        hidden = (np.zeros(size), np.zeros(size), np.asarray(h_off + [0], dtype=np.int64))
-        acts_code = np.asarray([getattr(kernels, a[0]) for a in acts], dtype=np.int64)
-        acts_par = np.asarray([[a[1], a[2]] for a in acts], dtype=np.float64).reshape(len(acts), 2)
-        self._net = (self._widths, self._wts, self._w_off, self._b_off, *hidden, acts_code, acts_par)
-        y = y.detach().cpu()
-        self._o = np.zeros((c, n))  # class-major, as every output-side cache
-        self._lrow = np.zeros(n)
-        self._outs = (self._o, np.zeros((c, n) if ce else (c, 0)), np.zeros((c, n) if ce else (c, 0), np.float32),
-                      np.zeros(n), self._lrow, y.to(torch.int32).numpy() if ce else np.zeros(0, np.int32),
-                      np.zeros((c, 0)) if ce else y.to(torch.float64).t().contiguous().numpy(),
-                      kernels.CROSS_ENTROPY if ce else kernels.SQUARED_ERROR)
-        self._work = self._workspace(2)
+        self._net = caches.build_net(linears, acts, n)
+        self._outs = caches.build_outputs(n, c, y, kind)
+        self._workspace(2)
         self.refresh()
 
-    def _workspace(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scratch for up to ``k`` candidates per call: ``(floats (C + 1 + 2k, N), row marks (N,), gathered
-        rows (k, N))``."""
-        c, n = self._o.shape
-        return np.zeros((c + 1 + 2 * k, n)), np.zeros(n, dtype=np.uint8), np.zeros((k, n), dtype=np.int32)
+    def _workspace(self, k: int) -> None:
+        """Scratch for up to ``k`` candidates per call, and the state as the kernels' entry points take it."""
+        c, n = self._outs.o.shape
+        self._work = caches.workspace(c, n, k)
+        self._plain = self._entry.plain(self._net, self._outs, self._inp, self._work)
 
-    @torch.no_grad()
     def refresh(self) -> None:
         """Recompute every cache from the module's current weights (one float64 forward pass)."""
-        widths, wts, w_off, b_off, zt, at, h_off, acts, actp = self._net
-        h = self._x
-        n = h.shape[0]
-        for layer, lin in enumerate(self.linears):
-            w = lin.weight.detach().to(torch.float64)
-            wts[w_off[layer] : w_off[layer] + w.numel()] = w.reshape(-1).numpy()
-            b = (lin.bias.detach().to(torch.float64) if lin.bias is not None
-                 else torch.zeros(w.shape[0], dtype=torch.float64))
-            wts[b_off[layer] : b_off[layer] + b.numel()] = b.numpy()
-            z = torch.addmm(b, h, w.t())
-            if layer == len(self.linears) - 1:
-                self._o[...] = z.t().numpy()
-                break
-            start, stop = int(h_off[layer]), int(h_off[layer]) + w.shape[0] * n
-            zt[start:stop] = z.t().reshape(-1).numpy()
-            self._kernels.apply_activation(int(acts[layer]), float(actp[layer, 0]), float(actp[layer, 1]),
-                                           zt[start:stop], at[start:stop])
-            h = torch.from_numpy(at[start:stop]).view(w.shape[0], n).t()
-        self._kernels.all_row_stats(self._outs)
-        self._sum = self._passes.row_sum(self._lrow)
+        self._sum = caches.refresh(self._net, self._outs, self.linears, self._x)
 
     def matches(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> bool:
         """Whether this evaluator answers for ``(flat, loss_fn, x, y)`` as they are now: the same objects,
@@ -278,7 +183,7 @@ class MLPCoordinateEvaluator:
         fn, x0, y0, xkey, ykey = self._source
         if flat is not self.flat or loss_fn is not fn or x is not x0 or y is not y0:
             return False
-        if _tensor_key(x) != xkey or _tensor_key(y) != ykey:
+        if caches.tensor_key(x) != xkey or caches.tensor_key(y) != ykey:
             return False
         return all(torch.equal(t, self._snapshot[id(t)]) for lin in self.linears
                    for t in (lin.weight, lin.bias) if t is not None)
@@ -295,9 +200,9 @@ class MLPCoordinateEvaluator:
         layer, is_bias = self._slot_where[k]
         local = index - self._offsets[k]
         if is_bias:
-            return layer, local, -1, int(self._b_off[layer]) + local
-        fan_in = int(self._widths[layer])
-        return layer, local // fan_in, local % fan_in, int(self._w_off[layer]) + local
+            return layer, local, -1, int(self._net.b_off[layer]) + local
+        fan_in = int(self._net.widths[layer])
+        return layer, local // fan_in, local % fan_in, int(self._net.w_off[layer]) + local
 
     def loss(self) -> float:
         """Loss at the current parameters."""
@@ -319,10 +224,9 @@ class MLPCoordinateEvaluator:
         if vals.dtype != np.float32 and vals.dtype != np.float64:
             vals = vals.astype(np.float64)
         losses = np.empty(vals.shape[0])
-        if vals.shape[0] > self._work[2].shape[0]:
-            self._work = self._workspace(vals.shape[0])
-        self._softmax.try_values(layer, j, i, pos, vals, self._round32, self._sum, self._norm, losses, self._net,
-                                 self._outs, self._inp, self._work)
+        if vals.shape[0] > self._work.gathered.shape[0]:
+            self._workspace(vals.shape[0])
+        self._entry.try_values(layer, j, i, pos, vals, self._round32, self._sum, self._norm, losses, *self._plain)
         self.evaluations += int(vals.shape[0])
         return torch.from_numpy(losses)
 
@@ -337,10 +241,10 @@ class MLPCoordinateEvaluator:
         stored = float(tensor[index - self._offsets[k]])  # rounded to the parameter's dtype
         self._snapshot[id(self.flat.tensors[k])].view(-1)[index - self._offsets[k]] = stored
         if self.loss_kind == "cross_entropy" and layer == len(self.linears) - 2:
-            self._softmax.apply_rank1(layer, j, i, stored, self._net, self._outs, self._inp, self._work)
+            self._entry.apply_rank1(layer, j, i, stored, *self._plain)
         else:
-            self._kernels.apply_weight(layer, j, i, stored, self._net, self._outs, self._inp, self._work[0][0])
-        self._sum = self._passes.row_sum(self._lrow)
+            self._entry.apply_weight(layer, j, i, stored, *self._plain)
+        self._sum = self._rows.row_sum(self._outs.lrow)
         self.accepted += 1
         if self.refresh_every > 0 and self.accepted % self.refresh_every == 0:
             self.refresh()
@@ -353,34 +257,35 @@ class MLPCoordinateEvaluator:
         slot = np.searchsorted(self._offsets_np, indices, side="right") - 1
         layer, bias = self._slot_layer[slot], self._slot_bias[slot]
         local = indices - self._offsets_np[slot]
-        fan_in = self._widths[layer]
+        fan_in = self._net.widths[layer]
         j = np.where(bias, local, local // fan_in)
         i = np.where(bias, -1, local % fan_in)
-        pos = np.where(bias, self._b_off[layer], self._w_off[layer]) + local
+        pos = np.where(bias, self._net.b_off[layer], self._net.w_off[layer]) + local
         return layer, j, i, pos, slot
 
     @torch.no_grad()
     def greedy_pass(self, indices: Tensor, candidates: Tensor, *, l2: float = 0.0,
                     keep_current: bool = True) -> PassResult:
         """See :meth:`~gradfree.objective.coordinates.CoordinateEvaluator.greedy_pass`: the whole pass is one
-        compiled loop (:func:`gradfree.params.incremental_pass.greedy_pass`), broken only where the caches
-        are refreshed; its choices and losses equal those of :meth:`try_values` and :meth:`set_value` calls."""
+        compiled loop (:func:`gradfree.engines.incremental.kernels.greedy_pass.greedy_pass`), broken only where
+        the caches are refreshed; its choices and losses equal those of :meth:`try_values` and :meth:`set_value`
+        calls."""
         idx = np.asarray(check_pass(indices, candidates, self.num_dims), dtype=np.int64)
         cands = candidates.detach().cpu().to(self.flat.dtype).to(torch.float64).contiguous().numpy()
         n, k = cands.shape
         layers, js, iis, poss, slots = self._locate_many(idx)
         losses = np.empty((n, k))
         choices = np.full(n, -1, dtype=np.int64)
-        if k > self._work[2].shape[0]:
-            self._work = self._workspace(k)
+        if k > self._work.gathered.shape[0]:
+            self._workspace(k)
         rank1_layer = len(self.linears) - 2 if self.loss_kind == "cross_entropy" else -1
         done = 0
         while done < n:
             limit = self.refresh_every - self.accepted % self.refresh_every if self.refresh_every > 0 else n + 1
             start = done
-            done, accepts, self._sum = self._passes.greedy_pass(
+            done, accepts, self._sum = self._entry.greedy_pass(
                 start, layers, js, iis, poss, cands, keep_current, 0.5 * l2, self._round32, self._sum,
-                self._norm, losses, choices, limit, rank1_layer, self._net, self._outs, self._inp, self._work)
+                self._norm, losses, choices, limit, rank1_layer, *self._plain)
             self._write(slice(start, done), idx, slots, cands, choices)
             self.accepted += accepts
             if self.refresh_every > 0 and accepts == limit:
@@ -402,60 +307,3 @@ class MLPCoordinateEvaluator:
             written = values[mine].to(tensor.dtype)
             tensor.view(-1)[local[mine]] = written
             self._snapshot[id(tensor)].view(-1)[local[mine]] = written
-
-
-def incremental_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator | None:
-    """An incremental :class:`~gradfree.objective.coordinates.CoordinateEvaluator` for ``flat`` on ``(x, y)``,
-    or ``None`` when no engine supports the module, parameters and loss (the caller then uses the reference).
-
-    The numba engine (:class:`MLPCoordinateEvaluator`) takes plain MLPs on the CPU with a :data:`RowLoss`;
-    the torch engine (:class:`~gradfree.params.incremental_torch.SequentialCoordinateEvaluator`) takes
-    ``Sequential`` CNNs and MLPs with any loss, on any device. The last evaluator is kept and returned again
-    (its next :meth:`loss` charged again, as a new one's would be) while the module's weights, the batch and
-    the loss are unchanged, so a search that asks for an evaluator every step on a full batch does not
-    rebuild its caches; :func:`clear_cache` drops it.
-    """
-    for kept in _EVALUATORS:
-        if kept.matches(flat, loss_fn, x, y):
-            kept.restart()
-            return kept
-    evaluator = _build(flat, loss_fn, x, y)
-    _EVALUATORS[:] = [] if evaluator is None else [evaluator]
-    return evaluator
-
-
-_EVALUATORS: list[Any] = []
-"""The last evaluator built, reused while it :meth:`matches` (a search asks for one per step)."""
-
-
-def clear_cache() -> None:
-    """Forget the kept evaluator and input columns (they hold a model, a batch and their caches)."""
-    _EVALUATORS.clear()
-    _INPUTS.clear()
-
-
-def _build(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator | None:
-    from gradfree.params.incremental_torch import SequentialCoordinateEvaluator, sequential_stages
-
-    module = flat.module
-    if module is None or flat.dtype not in (torch.float32, torch.float64) or x.shape[0] == 0:
-        return None
-    spec = mlp_layers(module)
-    if spec is not None and x.device.type == "cpu" and flat.device.type == "cpu":
-        out_shape = (x.shape[0], spec[0][-1].out_features)
-        # Parameters outside the MLP's layers, or numba not installed: fall through to the next engine.
-        if row_loss_kind(loss_fn, out_shape, y) is not None:
-            with contextlib.suppress(ValueError, ImportError):
-                return MLPCoordinateEvaluator(flat, loss_fn, x, y)
-    if sequential_stages(module) is not None:
-        with contextlib.suppress(ValueError):  # a layer the torch engine cannot follow: use the reference
-            return SequentialCoordinateEvaluator(flat, loss_fn, x, y)
-    return None
-
-
-def coordinate_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator:
-    """The fastest available :class:`CoordinateEvaluator` for ``flat``'s module on the batch ``(x, y)``: an
-    incremental engine (:func:`incremental_evaluator`) where one supports the module, parameters and loss,
-    else the reference :class:`~gradfree.objective.coordinates.PopulationCoordinateEvaluator`."""
-    fast = incremental_evaluator(flat, loss_fn, x, y)
-    return fast if fast is not None else PopulationCoordinateEvaluator(flat, loss_fn, x, y)
