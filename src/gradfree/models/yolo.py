@@ -1,7 +1,7 @@
 """A small single-stage, anchor-free YOLO-style detector for CPUs: ``yolo:tiny``, ``yolo:small``.
 
 ``Yolo = backbone + head``. The backbone is plain 3x3 convolutions with batch norm and SiLU (as in YOLOv5 /
-YOLOX, without their CSP blocks, which cost more than they give at this size), four stride-2 stages to
+YOLOX, without their CSP blocks, for simplicity), four stride-2 stages to
 strides 2, 4, 8 and 16, and a one-step feature pyramid: the stride-16 map is upsampled and concatenated with
 the stride-8 one (more context for the large cars, the stride-8 resolution for the small ones), then fused
 by a 1x1 and a 3x3 convolution. The head is one 1x1 convolution predicting, for every cell of the stride-8
@@ -16,17 +16,19 @@ handful of cars, a head that starts at ``p = 0.5`` spends its first steps learni
 an offset, not a bias initialisation, so that re-drawing the weights (``build_model`` re-draws every layer
 from the run's seed) keeps it.
 
-Specs, parameter counts (3x192x320 inputs, one class) and training throughput measured with one thread (batch
-16, Adam, forward + backward + step) on this project's 2-core machine:
+Specs, parameter counts (3x192x320 inputs, one class; checked by ``tests/detection/test_yolo.py``) and training
+throughput measured with one thread on this project's 2-core machine (batch 16, Adam: forward, backward and
+step; measured with little else running — under the load of other jobs it halves):
 
-=====================  ===============================  ==========  ===========
-spec                   stage widths (s2, s4, s8, s16),   parameters  images / s
-                       neck
-=====================  ===============================  ==========  ===========
-``yolo:tiny``          16, 32, 48, 96; 64                 211,845     ~50
-``yolo:small``         24, 48, 80, 160; 96                541,245     ~22
+=====================  ====================================  ==========  ===========
+spec                   widths (strides 2, 4, 8, 16; neck)    parameters  images / s
+=====================  ====================================  ==========  ===========
+``yolo:tiny``          16, 32, 48, 96; 64                    211,349     ~54
+``yolo:small``         24, 48, 80, 160; 96                   556,733     ~25
 ``yolo:A-B-C-D-N``     any widths
-=====================  ===============================  ==========  ===========
+=====================  ====================================  ==========  ===========
+
+The head alone is 325 parameters (``yolo:tiny``) or 485 (``yolo:small``).
 
 References: J. Redmon et al., "You Only Look Once: Unified, Real-Time Object Detection", CVPR 2016 (the
 single-stage grid detector); Z. Ge et al., "YOLOX: Exceeding YOLO Series in 2021", arXiv:2107.08430
