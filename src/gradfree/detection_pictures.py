@@ -96,15 +96,16 @@ def detection_grid(panels: Sequence[Panel], path: str | Path, *, columns: int = 
     rows = max(1, math.ceil(len(panels) / columns))
     first = panels[0].image if panels else torch.zeros(3, 1, 1)
     aspect = first.shape[1] / max(first.shape[2], 1)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.6 * columns * aspect * rows / columns + 0.8),
-                             squeeze=False)
+    width = 3.6 if columns > 1 else 6.0
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, width * aspect * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, panel in zip(axes.flat, panels, strict=False):
         draw_panel(ax, panel, score_threshold=score_threshold)
-    handles = [Line2D([], [], color=TRUE_COLOUR, linewidth=2.0, label="true box"),
-               Line2D([], [], color=PREDICTED_COLOUR, linewidth=1.2, linestyle="--",
-                      label=f"predicted (score >= {score_threshold:g})")]
+    handles = [Line2D([], [], color=TRUE_COLOUR, linewidth=2.0, label="true box")] if any(
+        p.truths is not None for p in panels) else []
+    handles.append(Line2D([], [], color=PREDICTED_COLOUR, linewidth=1.2, linestyle="--",
+                          label=f"predicted (score >= {score_threshold:g})"))
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)

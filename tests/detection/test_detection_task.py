@@ -133,3 +133,18 @@ def test_every_gradient_free_family_trains_a_detector_step(data: DataSplits, opt
     assert result.backward == 0 and result.evaluations >= 40
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert backbone_features(model.backbone, data.val.x).shape == (len(data.val), 4, 4, 8)
+
+
+def test_the_f1_objective_decodes_only_above_its_threshold_and_loses_nothing(data: DataSplits) -> None:
+    from gradfree.tasks.detection import in_original_pixels
+    from gradfree.tasks.detection_metrics import count_matches
+
+    task = DetectionTask(data, objective="f1")
+    split = data.train
+    assert isinstance(split.y, BoxTargets)
+    for seed in range(3):
+        out = torch.randn(len(split), 5, 4, 8, generator=torch.Generator().manual_seed(seed))
+        out[:, 0] += 1.0  # many cells above and below the 0.25 threshold
+        dets, truths = in_original_pixels(decode(out, task.criterion), split.y)  # the full decode (score 0.001)
+        expected = 1.0 - count_matches(dets, truths, score_threshold=0.25).f1
+        assert task.loss_fn(out, split.y).item() == pytest.approx(expected, abs=1e-6)

@@ -249,12 +249,26 @@ def split_by_frames(records: Sequence[FrameRecord], *, fractions: tuple[float, f
     return FrameSplit(*(tuple(parts[k]) for k in ("train", "val", "test", "dropped")))
 
 
-def _cache_path(csv_path: Path, hashes: dict[str, str], canvas: tuple[int, int]) -> Path:
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {canvas[0]}x{canvas[1]}\n".encode())
-    digest.update(sha256_of(csv_path).encode())
+def fingerprint(csv_path: Path, hashes: dict[str, str]) -> str:
+    """SHA-256 over the CSV and every image's SHA-256: names the data a cache file or a trained model came from."""
+    digest = hashlib.sha256(sha256_of(csv_path).encode())
     for name in sorted(hashes):
         digest.update(f"{name} {hashes[name]}\n".encode())
-    return cache_dir() / "car-detection" / f"decoded-{canvas[0]}x{canvas[1]}-{digest.hexdigest()[:20]}.pt"
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(*, data_dir: str | Path | None = None, download: bool = True) -> str:
+    """The :func:`fingerprint` of the car-detection folder found as :func:`load_car_detection` finds it."""
+    folder = locate(CAR_DETECTION_FILES, data_dir=data_dir, download=download)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader itself warns about missing images
+        _, hashes = collect_frames(folder)
+    return fingerprint(folder / CSV_NAME, hashes)
+
+
+def _cache_path(csv_path: Path, hashes: dict[str, str], canvas: tuple[int, int]) -> Path:
+    key = hashlib.sha256(f"v{CACHE_VERSION} {canvas[0]}x{canvas[1]} {fingerprint(csv_path, hashes)}".encode())
+    return cache_dir() / "car-detection" / f"decoded-{canvas[0]}x{canvas[1]}-{key.hexdigest()[:20]}.pt"
 
 
 def _decode_all(folder: Path, records: Sequence[FrameRecord], canvas: tuple[int, int]) -> dict[str, Tensor]:

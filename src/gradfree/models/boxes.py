@@ -146,10 +146,16 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = torch.argsort(scores, descending=True, stable=True)
-    over = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
-    removed = np.zeros(over.shape[0], dtype=bool)
+    b = boxes[order].detach().cpu().double().numpy()  # numpy: a 300 x 300 IoU costs a fifth of torch's here
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    union = area[:, None] + area[None, :] - inter
+    over = inter > iou_threshold * union  # IoU > t, and never for an empty union (inter is 0 there)
+    removed = np.zeros(b.shape[0], dtype=bool)
     keep = []
-    for i in range(over.shape[0]):
+    for i in range(b.shape[0]):
         if removed[i]:
             continue
         keep.append(i)
