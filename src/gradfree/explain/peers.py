@@ -147,3 +147,40 @@ def time_against_captum(model: Model, x: Tensor, *, samples: int, baseline: floa
             best = min(best, time.perf_counter() - start)
         out.append(Timing(name, samples, best / n))
     return out
+
+
+PEER_METHODS: tuple[str, ...] = ("captum-kernel-shap", "captum-lime")
+"""captum's methods as a benchmark runs them beside ours (not registered explainers: they need captum)."""
+
+
+def captum_explain(name: str, model: Model, x: Tensor, *, queries: int, seed: int, baseline: float | Tensor = 0.0,
+                   grouping: str | None = None, access: str = "logits") -> tuple[Tensor, Tensor, float]:
+    """``(maps, targets, seconds)`` of captum's KernelShap or Lime at ``queries`` samples per input, over the
+    groups our KernelSHAP and LIME use at that budget (SLIC, about one per ten queries), the predicted class
+    explained, each coefficient spread evenly over its group's elements as ours are. The Lime surrogate is
+    captum's default ``SkLearnLasso(alpha=0.01)``."""
+    from gradfree.explain.grouping import Grouping, parse_grouping, segment
+    from gradfree.explain.kernel_shap import default_groups
+
+    if name not in PEER_METHODS:
+        raise ConfigError(f"unknown captum method {name!r}; known: {', '.join(PEER_METHODS)}")
+    g = parse_grouping(grouping or "slic")
+    if g.size is None and g.kind in ("grid", "slic"):
+        g = Grouping(g.kind, default_groups(queries))
+    started = time.perf_counter()
+    with torch.no_grad(), evaluation_mode(model):
+        targets = model(x).argmax(dim=1)
+    seg = segment(x, g)
+    if name == "captum-kernel-shap":
+        coef = captum_kernel_shap(model, x, targets=targets, labels=seg.labels, samples=queries, seed=seed,
+                                  baseline=baseline, access=access)
+    else:
+        coef = captum_lime(model, x, targets=targets, labels=seg.labels, samples=queries, seed=seed,
+                           baseline=baseline, access=access, linear=False)
+    seconds = time.perf_counter() - started
+    maps = torch.zeros(x.shape[0], x[0].numel(), dtype=torch.float64)
+    for i in range(x.shape[0]):
+        labels = seg.labels[i].reshape(-1).cpu()
+        sizes = torch.bincount(labels, minlength=int(seg.counts[i])).to(torch.float64)
+        maps[i] = coef[i, :int(seg.counts[i])][labels] / sizes[labels]
+    return maps.reshape(x.shape).to(x.dtype).to(x.device), targets, seconds

@@ -1,0 +1,96 @@
+"""The ``explain`` trial kind, its report sections and the two suites, on the offline digits victim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gradfree.experiments.kinds import TRIAL_KINDS
+from gradfree.experiments.runner import run_trials
+from gradfree.experiments.suite import SUITES, Trial
+from gradfree.explain import suites  # noqa: F401  (registers the suites)
+from gradfree.explain.trials import ExplainSpec
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private cache, so the digits victim trained here never lands in the user's."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_trials_run_through_the_runner_and_the_report_draws_their_sections(cache: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradfree.reports.report import write_report
+
+    monkeypatch.setenv("GRADFREE_CACHE", str(cache))
+    trials = [Trial("zo-smoothgrad", ExplainSpec(victim="digits-mlp", method="zo-smoothgrad", queries=q, images=4,
+                                                 seed=s, sanity_images=3, sanity_layers=(1, 2),
+                                                 reference_samples=200, reference_images=2, pictures=3),
+                    group=f"q={q}") for q in (21, 61) for s in (0,)]
+    trials += [Trial(name, ExplainSpec(victim="digits-mlp", method=name, queries=61, images=4, pictures=3,
+                                       options={"grouping": "grid:8"} if name != "fd-saliency" else {}),
+                     group="q=61") for name in ("fd-saliency", "kernel-shap")]
+    trials.append(Trial("captum Lime", ExplainSpec(victim="digits-mlp", method="captum-lime", queries=61, images=2,
+                                                   options={"grouping": "grid:8"}), group="q=61"))
+    outcome = run_trials(trials, out_dir=tmp_path, suite="explain-test", log=None)
+    assert outcome.failed == 0 and outcome.ran == len(trials)
+    from gradfree.experiments.rows import RESULTS, read_rows
+
+    rows, _ = read_rows(tmp_path / RESULTS)
+    first = rows[0]
+    assert first["kind"] == "explain" and first["status"] == "ok"
+    assert set(first["final"]) == {"test_deletion_auc", "test_insertion_auc", "test_faithfulness", "test_queries"}
+    assert first["final"]["test_queries"] == 21 and first["images"] == 4 and first["headline"]["name"] == "deletion_auc"
+    assert set(first["sanity"]) == {"1", "2"} and -1 <= first["sanity"]["2"]["signed"] <= 1
+    assert -1 <= first["cosine_to_smoothgrad"] <= 1 and len(first["history"]) == 33
+    assert (tmp_path / first["artifacts"]["maps"]).is_file() and (tmp_path / first["artifacts"]["grid"]).is_file()
+    files = write_report(tmp_path)
+    text = files.markdown.read_text()
+    for expected in ("Deletion AUC", "against its query budget", "randomisation check", "seconds per image",
+                     "Explanation settings", "converge"):
+        assert expected.lower() in text.lower(), expected
+    assert any(p.name.startswith("explain_digits-mlp_grid") for p in files.figures)
+
+
+def test_the_suites_list_every_method_at_every_budget_with_unique_keys() -> None:
+    assert "explain" in TRIAL_KINDS
+    for name, victim in (("explain-mnist", "mnist-lenet"), ("explain-cifar10", "cifar10-cnn")):
+        for size in ("quick", "full", "gpu"):
+            trials = SUITES.get(name)(size)
+            keys = [t.key for t in trials]
+            assert len(keys) == len(set(keys))
+            main = [t for t in trials if isinstance(t.spec, ExplainSpec) and t.spec.victim == victim
+                    and "queries" in t.group and "convergence" not in t.group and "captum" not in t.group]
+            budgets = {t.spec.queries for t in main}
+            assert budgets == ({100, 1000} if size == "quick" else {100, 1000, 10_000})
+            for q in budgets:
+                methods = {t.spec.method for t in main if t.spec.queries == q}
+                assert {"fd-saliency", "zo-smoothgrad", "zo-ig", "contrastive", "occlusion", "rise", "kernel-shap",
+                        "lime", "gradient", "smoothgrad", "integrated-gradients"} <= methods
+            assert all(t.spec.sanity_images > 0 for t in main if t.spec.queries == 1000)
+            assert any(t.spec.method == "captum-kernel-shap" for t in trials)
+    quantized = [t for t in SUITES.get("explain-mnist")("quick") if t.spec.victim == "mnist-quantized"]
+    assert quantized and {t.spec.queries for t in quantized} == {1000}
+
+
+def _row(label: str, method: str, deletion: float, insertion: float, seed: int = 0) -> dict:
+    return {"key": f"{label}/seed{seed}", "label": label, "seed": seed, "status": "ok", "kind": "explain",
+            "spec": {"victim": "v", "method": method, "queries": 1000},
+            "final": {"test_deletion_auc": deletion, "test_insertion_auc": insertion}}
+
+
+def test_the_target_check_compares_the_best_zeroth_order_method_with_each_baseline() -> None:
+    from gradfree.explain.report import _target_check
+
+    rows = [_row("zo-ig", "zo-ig", 0.05, 0.99), _row("zo-ig", "zo-ig", 0.07, 0.97, seed=1),
+            _row("zo-smoothgrad", "zo-smoothgrad", 0.08, 0.98), _row("occlusion", "occlusion", 0.09, 0.985),
+            _row("lime", "lime", 0.055, 0.99), _row("smoothgrad", "smoothgrad", 0.058, 0.99)]
+    (block,) = _target_check(rows, "v")
+    assert "**zo-ig** (deletion 0.0600, insertion 0.9800)" in block.caption  # medians over its two seeds
+    verdicts = {r[0]: r[-1] for r in block.table.rows}
+    assert verdicts == {"occlusion": "not beaten", "lime": "not beaten", "smoothgrad": "within 10%"}
+    rows[4] = _row("lime", "lime", 0.065, 0.97)
+    rows[3] = _row("occlusion", "occlusion", 0.09, 0.97)
+    (block,) = _target_check(rows, "v")
+    assert {r[0]: r[-1] for r in block.table.rows}["lime"] == "beaten"
