@@ -14,9 +14,12 @@ question about a finished detector, so it gets the Adam time plus its own. ``eva
 throughput per method (evaluations per second of one thread on this project's 2-core machine, measured
 under load) so each run validates about ``validations`` times.
 
-Sizes: "quick" (one seed, 30 s a trial: about ten minutes with the start detectors), "full" (three seeds, 90 s a
-trial: about an hour on 2 cores), "gpu" (three seeds, the issue's target budgets — 12 minutes for backprop, an
-hour for the full-network gradient-free methods, 15 minutes in all for the hybrid; hours on a CPU).
+Sizes (time budgets summed over trials; add 20-30 s a trial for loading, validation, the final evaluation and
+the pictures): "quick" — one seed, 30 s a trial, 285 s of budgets, about ten minutes; "full" — three seeds,
+90 s a trial, 2,565 s of budgets, about an hour on 2 cores; "gpu" — three seeds, the issue's target budgets
+(12 minutes for backprop, an hour for each full-network gradient-free method, 15 minutes in all for the
+hybrid): 55,620 s of budgets, about 15 hours whatever the device, since budgets are wall time
+(``--seeds 1`` runs a third of it).
 
 The lead registers it by adding ``"gradfree.detection_suite"`` to ``SUITE_MODULES`` and
 ``"gradfree.detection_trials"`` / ``"gradfree.detection_report"`` to ``KIND_MODULES`` / ``SECTION_MODULES``.

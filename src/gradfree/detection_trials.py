@@ -12,9 +12,10 @@
 
 Start detectors are trained once per (settings, seed, data) and kept under ``cache_dir()/detectors/<key>``
 (written under a temporary name and renamed when complete; weights read back with ``weights_only=True``), so
-the hybrid and fine-tuning trials of a seed share one. A trial's ``wall_time`` is its whole cost: the start's
-training time, the feature caching and its own stage (each is also in the row: ``start_wall_time``,
-``feature_seconds``, ``stage_wall_time``); validation is not charged, as in the trainer.
+trials with the same start settings and seed share one, and a rerun or resumed benchmark reuses it. A trial's
+``wall_time`` is its whole cost: the start's training time, the feature caching and its own stage (each is
+also in the row: ``start_wall_time``, ``feature_seconds``, ``stage_wall_time``); validation is not charged,
+as in the trainer.
 
 Every trial ends by evaluating the final detector on the test split: the row holds the test precision-recall
 curve at IoU 0.5 (``pr_curve``), the run folder a picture of test images with predicted and true boxes
