@@ -168,6 +168,7 @@ class ZOO(Attack):
         rows = 2 * k + 1
         every = o.early_stop_every or max(1, o.iterations // 10)
         steps_run = 0
+        sides: list[list[int]] = []
         for step in range(o.binary_steps):
             images = s.affordable(s.active_indices(), rows)
             s.finish(s.active_indices()[~torch.isin(s.active_indices(), images)])
@@ -176,6 +177,7 @@ class ZOO(Attack):
             steps_run += 1
             const = search.for_step(step)
             state = _State(s.n, AttackSpace(s.shape, first_side), x0.dtype, s.device)
+            sides.append([state.space.side])
             grown = False
             running = torch.zeros(s.n, dtype=torch.bool, device=s.device)
             running[images] = True
@@ -185,6 +187,7 @@ class ZOO(Attack):
             for it in range(o.iterations):
                 if it in o.hierarchy and state.space.reduced:
                     state.grow(state.space.grown(2 * state.space.side))
+                    sides[-1].append(state.space.side)
                     grown = True
                 idx = torch.nonzero(running).flatten()
                 broke = idx[~torch.isin(idx, s.affordable(idx, rows))]
@@ -206,7 +209,8 @@ class ZOO(Attack):
                     stop = abort.stalled(it, idx, center)
                     running[idx[stop]] = False
             search.update(images, found[images])
-        s.info.update(const=search.const.tolist(), upper=search.upper.tolist(), binary_steps_run=steps_run)
+        s.info.update(const=search.const.tolist(), upper=search.upper.tolist(), binary_steps_run=steps_run,
+                      attack_sides=sides)
 
     def _iterate(self, s: Session, state: _State, g: Tensor, w0: Tensor, const: Tensor, k: int, found: Tensor,
                  hit_before: Tensor, use_importance: bool) -> Tensor:
@@ -272,19 +276,38 @@ def coordinate_losses(s: Session, m: Tensor, images: Tensor, coords: Tensor, *, 
     b, size = m.shape
     k = coords.shape[1]
     r = 2 * k + 1
-    points = m.unsqueeze(1).repeat(1, r, 1)
-    step = torch.full((b, k, 1), h, dtype=m.dtype, device=m.device)
-    points[:, 1:k + 1].scatter_add_(2, coords.unsqueeze(2), step)
-    points[:, k + 1:].scatter_add_(2, coords.unsqueeze(2), -step)
-    delta = space.to_image(points.reshape(b * r, size))
-    base = w0.repeat_interleave(r, dim=0)
-    x = from_tanh_space(base + delta) if tanh else (base + delta).clamp(0, 1)
+    x0 = s.x0[images].flatten(1)
+    if space.reduced:  # a coordinate moves a neighbourhood of pixels: map every row through the upsampling
+        points = m.unsqueeze(1).repeat(1, r, 1)
+        step = torch.full((b, k, 1), h, dtype=m.dtype, device=m.device)
+        points[:, 1:k + 1].scatter_add_(2, coords.unsqueeze(2), step)
+        points[:, k + 1:].scatter_add_(2, coords.unsqueeze(2), -step)
+        base = w0.repeat_interleave(r, dim=0)
+        delta = space.to_image(points.reshape(b * r, size))
+        x = from_tanh_space(base + delta) if tanh else (base + delta).clamp(0, 1)
+        diff = (x.flatten(1) - x0.repeat_interleave(r, dim=0)).to(torch.float64)
+        sq = (diff ** 2).sum(dim=1).reshape(b, r)
+    else:  # each row differs from the centre in one pixel: transform only those pixels
+        w = w0.flatten(1)
+        center = from_tanh_space(w + m) if tanh else (w + m).clamp(0, 1)
+        picked = (w.gather(1, coords) + m.gather(1, coords)).repeat(1, 2)
+        moved = picked + torch.cat([torch.full_like(coords, 1), torch.full_like(coords, -1)], dim=1).to(m.dtype) * h
+        values = from_tanh_space(moved) if tanh else moved.clamp(0, 1)
+        rows = center.unsqueeze(1).repeat(1, r, 1)
+        both = coords.repeat(1, 2)
+        rows[:, 1:].scatter_(2, both.unsqueeze(2), values.unsqueeze(2))
+        x = rows.reshape(b * r, *s.shape)
+        # ||x - x0||^2 of each row from the centre's, corrected at the one pixel that moved (float64).
+        gap0 = (center - x0).to(torch.float64)
+        sq_center = (gap0 ** 2).sum(dim=1, keepdim=True)
+        x0_at = x0.gather(1, both).to(torch.float64)
+        before = (gap0.gather(1, both)) ** 2
+        after = (values.to(torch.float64) - x0_at) ** 2
+        sq = torch.cat([sq_center, sq_center - before + after], dim=1)
     owners = images.repeat_interleave(r)
-    margin = s.margins(s.query(x, owners), owners).to(torch.float64)
-    diff = (x - s.x0[images].repeat_interleave(r, dim=0)).flatten(1).to(torch.float64)
-    sq = (diff ** 2).sum(dim=1)
-    loss, _ = cw_loss(margin, sq, const.repeat_interleave(r), confidence)
-    return loss.reshape(b, r), margin.reshape(b, r), sq.sqrt().reshape(b, r)
+    margin = s.margins(s.query(x, owners), owners).to(torch.float64).reshape(b, r)
+    loss, _ = cw_loss(margin, sq, const.reshape(-1, 1).to(torch.float64), confidence)
+    return loss, margin, sq.clamp_min(0).sqrt()
 
 
 def coordinate_derivatives(loss: Tensor, h: float) -> tuple[Tensor, Tensor]:
