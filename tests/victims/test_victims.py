@@ -26,7 +26,6 @@ from gradfree.victims import (
     victim_from_run,
 )
 
-
 REAL_CACHE = cache_dir()
 """The user's cache, read before the tests point GRADFREE_CACHE elsewhere (for the cached MNIST victims)."""
 

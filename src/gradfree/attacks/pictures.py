@@ -11,14 +11,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from gradfree.attacks.base import AttackResult
 from gradfree.train.files import save_bytes
+
+
+class Shown(Protocol):
+    """What a grid reads of a result: an :class:`~gradfree.attacks.base.AttackResult` or a saved subset."""
+
+    x: Tensor
+    x_adv: Tensor
+    labels: Tensor
+    targets: Tensor | None
+    predicted: Tensor
+    success: Tensor
+    l2: Tensor
+    linf: Tensor
+
+    @property
+    def num_images(self) -> int: ...
 
 
 def _pyplot() -> Any:
@@ -58,7 +73,7 @@ def _png(fig: Any, path: Path) -> Path:
     return path
 
 
-def adversarial_grid(results: Mapping[str, AttackResult], path: str | Path, *, images: int = 6,
+def adversarial_grid(results: Mapping[str, Shown], path: str | Path, *, images: int = 6,
                      class_names: Sequence[str] | None = None, title: str | None = None) -> Path:
     """A grid: one row per image; the original, then for each attack its adversarial image and perturbation.
 

@@ -17,11 +17,13 @@ the authors' released code (github.com/max-andr/square-attack, ``attack.py``).
   cross-entropy (``loss="ce"``, the paper's choice for targeted attacks) or the margin.
 
 Queries: 1 for the initial point and 1 per step, each also the success check. Windows are placed per
-image (the reference draws one L2 window position per batch).
+image (the reference draws one L2 window position per batch). Flat inputs of ``s * s`` values are treated
+as ``s x s`` grey images.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +36,20 @@ from gradfree.optim.options import check
 
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128),
              (8000, 256), (10000, 512))
+
+
+def grid_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` the windows live in: the image's own, or ``(1, s, s)`` for a flat input of ``s * s``
+    values (e.g. scikit-learn's 8 x 8 digits)."""
+    if len(shape) == 3:
+        return int(shape[0]), int(shape[1]), int(shape[2])
+    d = 1
+    for v in shape:
+        d *= v
+    side = math.isqrt(d)
+    if side * side != d or side < 2:
+        raise ConfigError(f"the Square Attack needs image inputs (C, H, W) or flat square ones, got {shape}")
+    return 1, side, side
 
 
 def p_selection(p_init: float, it: int, n_iters: int) -> float:
@@ -103,19 +119,18 @@ class Square(Attack):
 
     def run(self, s: Session, *, starts: Tensor | None = None) -> None:
         del starts
-        if len(s.shape) != 3:
-            raise ConfigError("the Square Attack needs image inputs (C, H, W)")
+        self._grid = grid_shape(s.shape)
         assert s.goal.eps is not None and s.budget is not None
         o = self.options
         linf = s.goal.norm == "linf"
         p_init = o.p_init if o.p_init is not None else (0.05 if linf else 0.1)
         kind = o.loss if s.targets is not None else "margin"
         n_iters = s.budget
-        x0 = s.x0
+        x0 = s.x0.reshape(s.n, *self._grid)
         best = self._initial(s, linf)
         idx = s.active_indices()
         loss = torch.full((s.n,), float("inf"), dtype=torch.float64, device=s.device)
-        loss[idx] = score_loss(s, s.query(best[idx], idx), idx, kind)
+        loss[idx] = score_loss(s, s.query(best[idx].reshape(-1, *s.shape), idx), idx, kind)
         it = 0
         while True:
             g = s.active_indices()
@@ -123,16 +138,16 @@ class Square(Attack):
                 return
             p = p_selection(p_init, it, n_iters)
             candidate = self._linf_step(s, g, best[g], x0[g], p) if linf else self._l2_step(s, g, best[g], x0[g], p)
-            new = score_loss(s, s.query(candidate, g), g, kind)
+            new = score_loss(s, s.query(candidate.reshape(-1, *s.shape), g), g, kind)
             better = new < loss[g]
             loss[g[better]] = new[better]
             best[g[better]] = candidate[better]
             it += 1
 
     def _initial(self, s: Session, linf: bool) -> Tensor:
-        c, h, w = s.shape
+        c, h, w = self._grid
         eps = float(s.goal.eps)  # type: ignore[arg-type]
-        x0 = s.x0
+        x0 = s.x0.reshape(s.n, c, h, w)
         if linf:
             signs = torch.randint(0, 2, (s.n, c, 1, w), generator=s.generator, device=s.device) * 2 - 1
             return (x0 + eps * signs.to(x0.dtype)).clamp(0, 1)
@@ -151,12 +166,12 @@ class Square(Attack):
         return (x0 + (delta / size * eps).to(x0.dtype)).clamp(0, 1)
 
     def _corners(self, s: Session, b: int, side: int) -> tuple[Tensor, Tensor]:
-        h, w = s.shape[1], s.shape[2]
+        h, w = self._grid[1], self._grid[2]
         return (torch.randint(0, max(1, h - side), (b,), generator=s.generator, device=s.device),
                 torch.randint(0, max(1, w - side), (b,), generator=s.generator, device=s.device))
 
     def _linf_step(self, s: Session, g: Tensor, best: Tensor, x0: Tensor, p: float) -> Tensor:
-        c, h, w = s.shape
+        c, h, w = self._grid
         eps = float(s.goal.eps)  # type: ignore[arg-type]
         b = g.numel()
         side = min(max(int(round((p * h * w) ** 0.5)), 1), h - 1)
@@ -179,7 +194,7 @@ class Square(Attack):
         return (x0 + delta).clamp(0, 1)
 
     def _l2_step(self, s: Session, g: Tensor, best: Tensor, x0: Tensor, p: float) -> Tensor:
-        c, h, w = s.shape
+        c, h, w = self._grid
         eps = float(s.goal.eps)  # type: ignore[arg-type]
         b = g.numel()
         side = max(int(round((p * h * w) ** 0.5)), 3)

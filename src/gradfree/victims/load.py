@@ -218,8 +218,11 @@ def train_victim(name: str, *, seed: int = 0, data_dir: str | Path | None = None
 
 def load_victim(name: str, *, seed: int = 0, data_dir: str | Path | None = None, download: bool = True,
                 cache: str | Path | None = None, device: str = "cpu", train: bool = True,
-                progress: bool | None = False) -> Victim:
+                progress: bool | None = False, levels: int | None = None) -> Victim:
     """Victim ``name`` trained with ``seed``: from the cache, or trained now (``train=True``).
+
+    ``levels`` puts an input quantisation of that many grey levels in front of the network (default: the
+    victim's own, ``None`` for all but ``mnist-quantized``).
 
     Raises:
         DataError: the victim is not cached and ``train`` is false.
@@ -232,8 +235,8 @@ def load_victim(name: str, *, seed: int = 0, data_dir: str | Path | None = None,
                             "train=True to train it (a few minutes on one core)")
         train_victim(name, seed=seed, data_dir=data_dir, download=download, cache=cache, progress=progress)
     return _assemble(name, seed=seed, task=spec.task, model_spec=spec.model, folder=folder, data_dir=data_dir,
-                     download=download, train_subset=spec.train_subset, levels=spec.levels, device=device,
-                     spec=spec, cache_accuracy=True)
+                     download=download, train_subset=spec.train_subset,
+                     levels=spec.levels if levels is None else levels, device=device, spec=spec, cache_accuracy=True)
 
 
 def victim_from_run(run_dir: str | Path, *, data_dir: str | Path | None = None, download: bool = True,

@@ -1,0 +1,129 @@
+"""The suites ``attacks-mnist`` and ``attacks-cifar10``: every attack, untargeted and targeted, side by side.
+
+Each suite attacks a victim's first correctly classified test images (:mod:`gradfree.victims`: trained with
+Adam once per seed and cached; each seed trains its own) with:
+
+* **minimal L2**: ZOO-ADAM and ZOO-Newton (Chen et al. 2017), white-box C&W-L2 (the distortion ZOO is judged
+  against, on the same images) and ART's ``ZooAttack`` at its best settings and at its defaults (the library
+  users would pick instead, same model and images);
+* **eps-bounded, L-inf** (0.3 on MNIST, 8/255 on CIFAR-10) and **L2** (2.0 and 0.5): NES, ZO-signSGD (L-inf),
+  Bandits-TD, Square, the label-only HopSkipJump and white-box PGD, at one query budget per image;
+
+all untargeted and targeted (a seeded random other class per image), over 3 seeds. ``attacks-mnist`` adds two
+victims where gradients fail: the LeNet trained gradient-free by RSO, and the non-differentiable
+``mnist-quantized`` (8-level input quantisation), each attacked untargeted at L-inf 0.3 by every score-based
+attack, HopSkipJump and PGD.
+
+ZOO's settings (``tanh=False``, ``initial_const=1``, 5 binary steps of 300 iterations, ``lr=0.03`` on MNIST)
+were chosen on 3 MNIST images where they came within 4% of C&W-L2's L2 (see the package's measurements);
+they spend about 330,000 queries per image, so ZOO and ART attack fewer images than the others.
+
+Sizes (one core's time, from the measured query costs: the LeNet scores about 10,000 images a second, the
+half-width CIFAR CNN about 1,400):
+
+* ``quick`` — 4 images (ZOO, C&W and ART: 2), small budgets, seed 0: a few minutes once the victims exist;
+* ``full`` — 100 images (ZOO and ART: 10; CIFAR-10 ZOO: 5), budgets of 10,000 queries (HopSkipJump 5,000),
+  3 seeds: several hours on one core for MNIST, dominated by ZOO — the lead schedules it;
+* ``gpu`` — 500 images (ZOO and ART: 50), the same budgets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradfree.attacks.trials import AttackSpec
+from gradfree.experiments.suite import SUITES, Size, Trial
+
+SCORE_BOUNDED = ("nes", "zo-signsgd", "bandits-td", "square")
+ZOO_OPTIONS: dict[str, dict[str, Any]] = {
+    "mnist": {"tanh": False, "initial_const": 1.0, "binary_steps": 5, "iterations": 300, "lr": 0.03},
+    "cifar10": {"tanh": False, "initial_const": 1.0, "binary_steps": 5, "iterations": 300, "lr": 0.03},
+}
+
+
+def _plan(size: Size) -> dict[str, Any]:
+    if size == "quick":
+        return {"images": 4, "few": 2, "budget": 500, "hsj": 300, "seeds": (0,), "zoo": {"binary_steps": 2,
+                "iterations": 30}, "cw": {"binary_steps": 3, "iterations": 100}, "art": {"max_iter": 10}}
+    if size == "full":
+        return {"images": 100, "few": 10, "budget": 10_000, "hsj": 5000, "seeds": (0, 1, 2), "zoo": {}, "cw": {},
+                "art": {}}
+    return {"images": 500, "few": 50, "budget": 10_000, "hsj": 5000, "seeds": (0, 1, 2), "zoo": {}, "cw": {},
+            "art": {}}
+
+
+def _trial(label: str, group: str, **spec: Any) -> Trial:
+    return Trial(label=label, spec=AttackSpec(**spec), group=group)
+
+
+def attack_trials(victim: str, task: str, size: Size, *, eps_linf: float, eps_l2: float,
+                  few: int | None = None) -> list[Trial]:
+    """Every attack on ``victim`` (see the module docstring); ``few`` overrides the ZOO / ART image count."""
+    p = _plan(size)
+    n, budget = p["images"], p["budget"]
+    few = few if few is not None else p["few"]
+    trials: list[Trial] = []
+    for seed in p["seeds"]:
+        common = {"victim": victim, "victim_seed": seed, "seed": seed}
+        for targeted in (False, True):
+            goal = "targeted" if targeted else "untargeted"
+            zoo = {**ZOO_OPTIONS[task], **p["zoo"]}
+            g = f"{victim}/{goal}/l2-minimal"
+            for method in ("zoo-adam", "zoo-newton"):
+                trials.append(_trial(method, g, method=method, targeted=targeted, norm="l2", eps=None, queries=None,
+                                     images=few, options=zoo, **common))
+            trials.append(_trial("cw-l2", g, method="cw-l2", targeted=targeted, norm="l2", eps=None, queries=None,
+                                 images=few, options=dict(p["cw"]), **common))
+            for name, settings in (("best", {"initial_const": 10.0, "max_iter": 100, "use_resize": False}),
+                                   ("defaults", {})):
+                chosen = {**settings, **p["art"]} if name == "best" else "defaults"
+                trials.append(_trial(f"art-zoo ({name})", g, method="art-zoo", targeted=targeted, norm="l2",
+                                     eps=None, queries=None, images=few,
+                                     options={"settings": chosen}, **common))
+            for norm, eps in (("linf", eps_linf), ("l2", eps_l2)):
+                g = f"{victim}/{goal}/{norm}-{eps:g}"
+                for method in SCORE_BOUNDED:
+                    if method == "zo-signsgd" and norm == "l2":
+                        continue
+                    trials.append(_trial(method, g, method=method, targeted=targeted, norm=norm, eps=eps,
+                                         queries=budget, images=n, **common))
+                trials.append(_trial("hopskipjump", g, method="hopskipjump", targeted=targeted, norm=norm, eps=eps,
+                                     queries=p["hsj"], images=n, **common))
+                trials.append(_trial("pgd", g, method="pgd", targeted=targeted, norm=norm, eps=eps, queries=None,
+                                     images=n, **common))
+    return trials
+
+
+def gradient_free_victims(size: Size, *, eps: float = 0.3) -> list[Trial]:
+    """The two MNIST victims where gradients fail, untargeted at L-inf ``eps``: every score-based attack,
+    HopSkipJump and PGD."""
+    p = _plan(size)
+    trials = []
+    for victim in ("mnist-rso", "mnist-quantized"):
+        for seed in p["seeds"]:
+            common = {"victim": victim, "victim_seed": seed, "seed": seed, "targeted": False, "norm": "linf",
+                      "eps": eps, "images": p["images"]}
+            g = f"{victim}/untargeted/linf-{eps:g}"
+            for method in SCORE_BOUNDED:
+                trials.append(_trial(method, g, method=method, queries=p["budget"], **common))
+            trials.append(_trial("hopskipjump", g, method="hopskipjump", queries=p["hsj"], **common))
+            trials.append(_trial("pgd", g, method="pgd", queries=None, **common))
+    return trials
+
+
+def attacks_mnist(size: Size) -> list[Trial]:
+    """``attacks-mnist``: the LeNet trained with Adam, then the RSO-trained and the quantised victims."""
+    return attack_trials("mnist-lenet", "mnist", size, eps_linf=0.3, eps_l2=2.0) + gradient_free_victims(size)
+
+
+def attacks_cifar10(size: Size) -> list[Trial]:
+    """``attacks-cifar10``: the half-width CIFAR CNN trained with Adam (ZOO on fewer images: it is 7x dearer)."""
+    few = 5 if size == "full" else None
+    return attack_trials("cifar10-cnn", "cifar10", size, eps_linf=8 / 255, eps_l2=0.5, few=few)
+
+
+SUITES.add("attacks-mnist", attacks_mnist,
+           summary="every attack (ZOO, NES, ZO-signSGD, Bandits-TD, Square, HopSkipJump, PGD, C&W, ART's ZOO) on "
+                   "the MNIST LeNet, untargeted and targeted, L2 and L-inf; plus RSO-trained and quantised victims")
+SUITES.add("attacks-cifar10", attacks_cifar10,
+           summary="every attack on the CIFAR-10 CNN, untargeted and targeted, L2 and L-inf eps 8/255")
