@@ -226,7 +226,9 @@ def randomize_top_layers(model: nn.Module, layers: int, *, generator: torch.Gene
     """A copy of ``model`` with its last ``layers`` parameterised layers re-drawn (PyTorch's default init;
     Adebayo et al. 2018, Sec. 3.1, cascading randomisation from the top)."""
     layers = check_count("layers", layers)
-    copied = copy.deepcopy(model)
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    copied = copy.deepcopy(model).cpu()  # re-drawn on the CPU, where the seeded generator lives
     found = parameterised_layers(copied)
     if layers > len(found):
         raise ConfigError(f"the model has {len(found)} layers with parameters; cannot randomise {layers}")
@@ -237,7 +239,7 @@ def randomize_top_layers(model: nn.Module, layers: int, *, generator: torch.Gene
             with torch.no_grad():
                 for p in m.parameters(recurse=False):
                     p.copy_(torch.randn(p.shape, generator=generator).to(p))
-    return copied
+    return copied.to(device)
 
 
 @dataclass(frozen=True)

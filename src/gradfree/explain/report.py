@@ -94,8 +94,10 @@ def figures(rows: Sequence[Row], out: Path) -> list[Block]:
     from gradfree.explain.pictures import auc_against_queries, convergence_plot
 
     blocks: list[Block] = [Heading("Explanations")]
-    for victim in _victims(rows):
-        members = [r for r in rows if _spec(r).get("victim") == victim]
+    main_rows = [r for r in rows if not _spec(r).get("reference_samples") and "captum" not in str(r.get("group"))]
+    for victim in _victims(main_rows):
+        members = [r for r in main_rows if _spec(r).get("victim") == victim]
+        beside = [r for r in rows if _spec(r).get("victim") == victim and "captum" in str(r.get("group"))]
         safe = victim.replace("/", "_")
         for key, name, better in (("test_deletion_auc", "deletion AUC", "lower is better"),
                                   ("test_insertion_auc", "insertion AUC", "higher is better")):
@@ -109,9 +111,10 @@ def figures(rows: Sequence[Row], out: Path) -> list[Block]:
         grid = _grid(members, out, safe)
         if grid is not None:
             blocks.append(grid)
-        blocks += _target_check(members, victim)
+        for group in dict.fromkeys(str(r.get("group") or "") for r in members):
+            blocks += _target_check([r for r in members if str(r.get("group") or "") == group], victim)
         blocks += _sanity_table(members, victim)
-        blocks += _timing_table(members, victim)
+        blocks += _timing_table([*members, *beside], victim)
     curves = _convergence(rows)
     if curves:
         file = "explain_smoothgrad_convergence.png"
@@ -166,8 +169,8 @@ def _grid(rows: Sequence[Row], out: Path, safe: str) -> Figure | None:
 
 
 def _target_check(rows: Sequence[Row], victim: str) -> list[Block]:
-    """The issue's target at 1,000 queries: the best zeroth-order method (lowest median deletion AUC) against
-    each baseline and white-box SmoothGrad."""
+    """The issue's target at 1,000 queries within one group of trials: the best zeroth-order method (lowest
+    median deletion AUC) against each baseline and white-box SmoothGrad (nothing when the group lacks them)."""
     at = [r for r in rows if int(_spec(r).get("queries", 0)) == TARGET_BUDGET]
     labels = _by_label(at)
     medians = {label: (_stats([_value(r, "test_deletion_auc") for r in members]),
@@ -175,7 +178,7 @@ def _target_check(rows: Sequence[Row], victim: str) -> list[Block]:
                for label, members in labels.items()}
     zo = [label for label, members in labels.items() if method_kind(str(_spec(members[0]).get("method"))) ==
           "zeroth-order" and medians[label][0] is not None]
-    if not zo:
+    if not zo or not any(str(_spec(m[0]).get("method")) in BASELINES for m in labels.values()):
         return []
     best = min(zo, key=lambda label: medians[label][0][0])  # type: ignore[index]
     d_best, i_best = medians[best][0][0], medians[best][1][0]  # type: ignore[index]

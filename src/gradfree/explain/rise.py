@@ -2,7 +2,11 @@
 
 RISE (Sec. 3) probes the model with the input under random smooth masks ``M_i`` in ``[0, 1]`` and weights each
 mask by the score it leaves: ``S = (1 / (N E[M])) sum_i f(x . M_i + b . (1 - M_i)) M_i``, the expected score
-given that a pixel is kept (Eq. 6, with the masked-out part set to the baseline rather than to zero).
+given that a pixel is kept (Eq. 6, with the masked-out part set to the baseline rather than to zero). The map
+returned is centred: ``(1 / (N p)) sum_i (f_i - mean f) M_i``. Subtracting the mean score is a control
+variate — it removes the part of the estimate that only says how often each pixel happened to be kept — and
+makes the map signed (above zero: keeping the pixel raises the score above its average over the masks), while
+its expectation differs from RISE's only by ``E f``, the same for every pixel, so the pixels' order is RISE's.
 Masks (Sec. 3.2): a binary ``cells x cells`` grid, each cell kept with probability ``p``, upsampled
 bilinearly to ``(cells + 1) * ceil(H / cells)`` and cropped at a uniformly random shift of up to one cell —
 smooth masks whose edges fall anywhere. One mask is one query; all of an input's masks go to the model in
@@ -61,16 +65,21 @@ def rise(model: Model, x: Tensor, *, target: int | Tensor | None = None, queries
     _, c, h, w = problem.x.shape
     count = queries - 1
     saliency = torch.zeros(problem.num_inputs, h, w, dtype=problem.x.dtype, device=problem.x.device)
+    coverage = torch.zeros_like(saliency)
     for i in range(problem.num_inputs):
+        total = 0.0
         done = 0
         while done < count:
             m = min(masks_per_call, count - done)
             masks = rise_masks(m, h, w, cells=cells, p=p, generator=gen, device=problem.x.device).to(problem.x.dtype)
             keep = masks.unsqueeze(1)
             points = problem.x[i] * keep + problem.baseline[i] * (1 - keep)
-            scores = problem.score(points, torch.full((m,), i, dtype=torch.int64))
-            saliency[i] += torch.einsum("m,mhw->hw", scores.to(masks.dtype), masks)
+            scores = problem.score(points, torch.full((m,), i, dtype=torch.int64)).to(masks.dtype)
+            saliency[i] += torch.einsum("m,mhw->hw", scores, masks)
+            coverage[i] += masks.sum(dim=0)
+            total += float(scores.sum())
             done += m
+        saliency[i] -= total / count * coverage[i]  # sum_i (f_i - mean f) M_i
     saliency /= count * p
     maps = saliency.unsqueeze(1).expand(-1, c, -1, -1) / c  # a pixel's channels share its saliency
     return problem.explanation(maps, "rise")

@@ -25,7 +25,7 @@ def coalition_scores(problem: BlackBoxProblem, segments: Segments, coalitions: l
     flat_labels = segments.labels.reshape(problem.num_inputs, -1)
 
     def rows(i: int, start: int, stop: int) -> Tensor:
-        keep = coalitions[i][start:stop].to(problem.x.dtype)[:, flat_labels[i]]  # (m, D)
+        keep = coalitions[i][start:stop].to(device=flat_labels.device, dtype=problem.x.dtype)[:, flat_labels[i]]
         keep = keep.reshape(-1, *problem.x.shape[1:])
         return problem.x[i] * keep + problem.baseline[i] * (1 - keep)
 
