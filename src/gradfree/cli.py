@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
 from gradfree.errors import GradfreeError
 
@@ -39,6 +42,23 @@ def _batch_size(text: str) -> int | None:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line on stderr (and exit status 2), never a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(float(text)) if "e" in text.lower() else int(text)
@@ -56,11 +76,12 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--task", default="digits", help="task name (see `gradfree list tasks`); default digits")
     p.add_argument("--model", default=None, help="model spec, e.g. mlp:64-32-10 (default: the task's)")
     p.add_argument("--optimizer", default="zo-adam", help="optimizer name (see `gradfree list optimizers`)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the optimizer's)")
     p.add_argument("--opt", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="optimizer option, repeatable, e.g. --opt num_directions=20 --opt smoothing=1e-3")
     p.add_argument("--budget", type=_positive_int, default=None, help="evaluation budget (e.g. 200000)")
-    p.add_argument("--time", type=float, default=None, dest="time_limit", help="wall-time budget in seconds")
+    p.add_argument("--time", type=_positive_float, default=None, dest="time_limit",
+                   help="wall-time budget in seconds of training")
     p.add_argument("--batch-size", type=_batch_size, default=128, help="rows per step or 'full' (default 128)")
     p.add_argument("--eval-every", type=_positive_int, default=5000,
                    help="evaluations between validations and checkpoints (default 5000)")
@@ -74,9 +95,12 @@ def _add_train(sub: Any) -> None:
                         "shift:N moves each image by up to N pixels, hflip mirrors half of them); default none")
     p.add_argument("--out", default=None, help="output folder (metrics.jsonl, checkpoint.pt, result.json)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="with --resume, also load optimizer state stored as a pickle (the nevergrad and pycma "
+                        "adapters); unpickling runs code: only for checkpoints you made")
     p.add_argument("--data-dir", default=None, help="folder holding dataset files (else GRADFREE_DATA, cache)")
     p.add_argument("--no-download", action="store_true", help="never download missing dataset files")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's; 1 is fastest for small models on a busy machine)")
@@ -86,10 +110,15 @@ def _add_train(sub: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from gradfree.run import RunSpec, train_run
+    from gradfree.run import RunSpec, check_out_dir, resolve_device, train_run
 
     if args.resume and args.out is None:
         raise GradfreeError("--resume needs --out, the folder of the run to continue")
+    if args.trust_checkpoint and not args.resume:
+        raise GradfreeError("--trust-checkpoint applies to --resume only")
+    if args.out is not None:
+        check_out_dir(Path(args.out), resume=args.resume)
+    resolve_device(args.device)  # a bad device name is one line now, not a traceback later
     if args.threads is not None:
         import torch
 
@@ -103,7 +132,8 @@ def _train(args: argparse.Namespace) -> int:
                    train_subset=args.train_subset, device=args.device, augment=args.augment)
     result = train_run(spec, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
                        download=not args.no_download, progress=False if args.no_progress else None,
-                       ray_address=args.ray_address, ray_actors=args.ray_actors)
+                       ray_address=args.ray_address, ray_actors=args.ray_actors,
+                       trust_checkpoint=args.trust_checkpoint)
     final = result.final
     where = " (generations on Ray)" if args.ray_address is not None else ""
     print(f"{spec.optimizer} on {spec.task}{where}: stopped by {result.stopped} after {result.evaluations} evaluations "
@@ -197,7 +227,7 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--seeds", type=_positive_int, default=None, help="run seeds 0..K-1 for every method")
     p.add_argument("--budget", type=_positive_int, default=None,
                    help="evaluation budget of every trial (replaces the suite's budget and time limit)")
-    p.add_argument("--time", type=float, default=None, dest="time_limit",
+    p.add_argument("--time", type=_positive_float, default=None, dest="time_limit",
                    help="training seconds of every trial (replaces the suite's budget and time limit)")
     p.add_argument("--out", default=None, help="results folder (default runs/bench/SUITE-SIZE)")
     p.add_argument("--resume", action="store_true",
@@ -239,17 +269,23 @@ def _report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gradfree`` command."""
-    parser = argparse.ArgumentParser(prog="gradfree", description="Train PyTorch models without backprop.")
+    parser = Parser(prog="gradfree", description="Train PyTorch models without backprop.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_list, _add_demo, _add_perf, _add_bench, _add_report):
         add(sub)
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: TextIO | None = None, line: str | None = None) -> None:
+    print(f"gradfree: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _one_line_warning  # a setting adjusted or ignored: one line, no source dump
     handlers = {"train": _train, "list": _list, "demo": _demo, "perf": _perf, "bench": _bench,
                 "report": _report}
     try:

@@ -21,3 +21,11 @@ class DataError(GradfreeError):
 
 class NonFiniteLossError(GradfreeError):
     """The loss is NaN or infinite where the run cannot go on (e.g. at the starting point)."""
+
+
+class UnsafeFileError(ConfigError):
+    """A checkpoint or cache holds something that is not plain data (loading it could run code)."""
+
+
+class GradfreeWarning(UserWarning):
+    """A setting was adjusted or ignored (e.g. a batch larger than the split); the CLI prints it as one line."""

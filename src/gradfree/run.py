@@ -7,6 +7,8 @@ Builds the task, the model and the optimizer from the registries, trains under t
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,26 +52,54 @@ class RunSpec:
     augment: str | None = None
 
 
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA request is a clear error."""
+    """``auto`` -> CUDA when available, else CPU; a malformed or unavailable device is a clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name or ""):
+        raise ConfigError(f"unknown device {name!r}; use {DEVICE_FORMS}")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} was asked for but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps was asked for but MPS is not available here; use --device cpu")
     return device
+
+
+def check_out_dir(out: Path, *, resume: bool) -> None:
+    """Refuse, with one clear line, an output folder that cannot hold a run: a file, a path under a file, a
+    folder that cannot be created or written, and ``resume`` without a run to continue."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose a folder for the run")
+    ancestor = out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"--out {out} cannot be created: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out} cannot be created or written: no write permission on {ancestor}")
+    if resume and not (out / "checkpoint.pt").is_file():
+        raise ConfigError(f"nothing to resume in {out}: it holds no checkpoint.pt (drop --resume to start a run)")
 
 
 def train_run(spec: RunSpec, *, out_dir: str | Path | None = None, resume: bool = False,
               data_dir: str | Path | None = None, download: bool = True, progress: bool | None = None,
-              ray_address: str | None = None, ray_actors: int | None = None) -> TrainResult:
+              ray_address: str | None = None, ray_actors: int | None = None,
+              trust_checkpoint: bool = False) -> TrainResult:
     """Build and train the run ``spec``; with ``resume`` continue the checkpoint in ``out_dir``.
 
     With ``ray_address`` (``"local"`` starts a local Ray, ``"auto"`` joins the cluster of this node, or
     ``"ray://host:10001"``) a population strategy's generations are scored on a pool of Ray actors
     (:class:`~gradfree.distributed.RayEvaluator`, ``ray_actors`` of them); everything else — batches,
     augmentation, validation, early stopping, checkpoints, resume, budgets and time limits — is the same
-    trainer, so the run gives the same numbers as in-process.
+    trainer, so the run gives the same numbers as in-process. ``trust_checkpoint`` lets a resume load optimizer
+    state that exists only as a pickle (the nevergrad and pycma adapters).
     """
     device = resolve_device(spec.device)
     if ray_address is not None and device.type != "cpu":
@@ -91,7 +121,7 @@ def train_run(spec: RunSpec, *, out_dir: str | Path | None = None, resume: bool 
                           f"{spec.optimizer!r} is not one")
     config = TrainConfig(budget=spec.budget, time_limit=spec.time_limit, batch_size=spec.batch_size,
                          eval_every=spec.eval_every, patience=spec.patience, seed=spec.seed + 2,
-                         progress=progress, augment=spec.augment)
+                         progress=progress, augment=spec.augment, trust_checkpoint=trust_checkpoint)
     run_config = {**asdict(spec), "model": model_spec, "device": str(device)}
     if out_dir is not None:
         out = Path(out_dir)

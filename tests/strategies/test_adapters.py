@@ -16,13 +16,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from gradfree.errors import ConfigError
+from gradfree.errors import ConfigError, UnsafeFileError
 from gradfree.models import build_model
 from gradfree.optim import build_optimizer
 from gradfree.optim.registry import load_methods
 from gradfree.strategies.adapters.cma import PyCMAStrategy
 from gradfree.strategies.adapters.nevergrad import NevergradStrategy
-from gradfree.strategies.adapters.wrapped import finite_losses
+from gradfree.strategies.adapters.wrapped import finite_losses, pickled_state_allowed
 from gradfree.tasks import ClassificationTask, build_task
 from gradfree.train import TrainConfig, Trainer
 
@@ -52,10 +52,11 @@ def digits() -> ClassificationTask:
 
 
 def _trainer(task: ClassificationTask, name: str, budget: int, *, out_dir: Path | None = None, seed: int = 0,
-             **over: Any) -> tuple[Trainer, nn.Module]:
+             trust: bool = False, **over: Any) -> tuple[Trainer, nn.Module]:
     model = build_model(MODEL, seed=0, input_shape=task.data.input_shape, num_classes=10)
     opt = build_optimizer(name, model.parameters(), seed=seed, **{**ADAPTERS[name], **over})
-    config = TrainConfig(budget=budget, batch_size=128, eval_every=240, seed=2, progress=False)
+    config = TrainConfig(budget=budget, batch_size=128, eval_every=240, seed=2, progress=False,
+                         trust_checkpoint=trust)
     return Trainer(task, model, opt, config, out_dir=out_dir), model
 
 
@@ -104,7 +105,7 @@ def test_adapter_resumes_through_a_checkpoint(digits: ClassificationTask, name: 
     killed.optimizer.step = dying_step  # type: ignore[method-assign]
     with pytest.raises(_Killed):
         killed.fit()
-    resumed, model_resumed = _trainer(digits, name, 720, out_dir=tmp_path / "killed", seed=77)
+    resumed, model_resumed = _trainer(digits, name, 720, out_dir=tmp_path / "killed", seed=77, trust=True)
     resumed.fit(resume=True)
     assert all(torch.equal(a, b) for a, b in zip(_params(model_full), _params(model_resumed), strict=True))
     rows = []
@@ -151,7 +152,10 @@ def test_a_pending_ask_survives_a_weights_only_checkpoint(name: str) -> None:
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)  # the wrapped optimizer travels as a uint8 tensor
     fresh = _build(name, num_dims=20, seed=99)
-    fresh.load_state_dict(state)
+    with pytest.raises(UnsafeFileError, match="--trust-checkpoint"):
+        fresh.load_state_dict(state)  # unpickling runs the library's code: not without the user's trust
+    with pickled_state_allowed():
+        fresh.load_state_dict(state)
     assert torch.equal(fresh.ask(), asked)
     for strategy in (s, fresh):
         strategy.tell(_sphere(strategy.ask()))

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from gradfree.objective.running_stats import RunningStats
 from gradfree.optim import build_optimizer
 from gradfree.tasks import ClassificationTask, build_task
 from gradfree.train import TrainConfig, Trainer
-from gradfree.train.running_stats import RunningStats
 
 
 @pytest.fixture(scope="module")

@@ -166,6 +166,10 @@ def _train_val_indices(labels: Tensor, *, val_size: int, train_subset: int | Non
     if not 0 < train_subset <= rest.numel():
         raise ConfigError(f"train_subset must be in 1..{rest.numel()} (the rows left after {val_size} "
                           f"validation rows), got {train_subset}")
+    classes = int(torch.unique(labels).numel())
+    if train_subset < classes:
+        raise ConfigError(f"train_subset {train_subset} holds fewer images than the {classes} classes (a classifier "
+                          f"needs every class in training): use at least {classes}")
     return val_index, rest[_draw(labels[rest], train_subset, stratified=stratified, generator=generator)]
 
 

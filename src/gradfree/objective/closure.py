@@ -55,6 +55,19 @@ class CoordinateClosure(Protocol):
         ...
 
 
+@runtime_checkable
+class ManagedClosure(Protocol):
+    """A closure whose owner (the trainer's :class:`~gradfree.objective.parameters.ParameterObjective`) keeps
+    common random numbers and batch-norm statistics itself, so an optimizer must not (``managed`` true)."""
+
+    managed: bool
+
+
+def is_managed(closure: object) -> bool:
+    """Whether ``closure`` is a :class:`ManagedClosure` that says so."""
+    return isinstance(closure, ManagedClosure) and bool(closure.managed)
+
+
 def vector_objective(closure: Closure, flat: FlatParams) -> VectorObjective:
     """The vector objective ``(P, D) -> (P,)`` over the parameters of ``flat``, built from ``closure``.
 

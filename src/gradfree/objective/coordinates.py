@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -117,10 +117,12 @@ class PopulationCoordinateEvaluator:
         flat: the parameters coordinates index into.
         loss_fn: ``(output, target) -> scalar``.
         x, y: the batch.
+        seed: for a stochastic model, the step's seed: every candidate sees the same random numbers
+            (:mod:`gradfree.objective.randomness`).
     """
 
-    def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> None:
-        self.flat, self.x, self.y = flat, x, y
+    def __init__(self, flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Any, *, seed: int | None = None) -> None:
+        self.flat, self.x, self.y, self.seed = flat, x, y, seed
         self.population = PopulationLoss(flat, loss_fn)
         self.num_dims = flat.num_dims
         self.evaluations = 0
@@ -129,7 +131,7 @@ class PopulationCoordinateEvaluator:
 
     def loss(self) -> float:
         if self._loss is None:
-            self._loss = float(self.population(self._vector.unsqueeze(0), self.x, self.y)[0])
+            self._loss = float(self.population(self._vector.unsqueeze(0), self.x, self.y, seed=self.seed)[0])
             self.evaluations += 1
         return self._loss
 
@@ -137,7 +139,7 @@ class PopulationCoordinateEvaluator:
         candidates = self._vector.unsqueeze(0).repeat(values.shape[0], 1)
         candidates[:, index] = values.to(candidates.dtype)
         self.evaluations += int(values.shape[0])
-        return self.population(candidates, self.x, self.y)
+        return self.population(candidates, self.x, self.y, seed=self.seed)
 
     @torch.no_grad()
     def set_value(self, index: int, value: float, loss: float | None = None) -> None:

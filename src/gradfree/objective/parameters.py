@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradfree.objective.coordinates import ChargedCoordinates
+from gradfree.objective.coordinates import ChargedCoordinates, CoordinateEvaluator, PopulationCoordinateEvaluator
 from gradfree.objective.counter import EvaluationCounter
 from gradfree.objective.population import LossFn, Mode, PopulationLoss
+from gradfree.objective.randomness import same_randomness
 from gradfree.params.flat import FlatParams
 
 
@@ -56,18 +57,31 @@ class ParameterObjective:
         populations: shared cache of batched evaluators for this module.
         counter: where evaluations are counted.
         step: the trainer's step number: names the batch (a remote evaluator rebuilds it from this number).
+        seed: for a model with stochastic layers, the step's seed: every evaluation of the step (the closure,
+            the population, the coordinate questions) sees torch's RNG seeded with it — the same dropout mask —
+            and the caller's RNG is left as it was (:mod:`gradfree.objective.randomness`). ``None``: the
+            model is deterministic.
+
+    The trainer restores batch-norm statistics around the step and moves them once itself
+    (:mod:`gradfree.objective.running_stats`), so optimizers leave both randomness and statistics to it
+    (:attr:`managed` is true).
     """
 
+    managed = True
+
     def __init__(self, module: nn.Module, loss_fn: LossFn, x: Tensor, y: Any, *,
-                 populations: PopulationCache, counter: EvaluationCounter, step: int | None = None) -> None:
+                 populations: PopulationCache, counter: EvaluationCounter, step: int | None = None,
+                 seed: int | None = None) -> None:
         self.module, self.loss_fn, self.x, self.y = module, loss_fn, x, y
         self.populations = populations
         self.counter = counter
         self.step = step
+        self.seed = seed
 
     @torch.no_grad()
     def __call__(self) -> Tensor:
-        loss = self.loss_fn(self.module(self.x), self.y)
+        with same_randomness(self.seed):
+            loss = self.loss_fn(self.module(self.x), self.y)
         self.counter.record(loss.detach().reshape(1))
         return loss
 
@@ -76,7 +90,12 @@ class ParameterObjective:
         from gradfree.engines.incremental.selection import coordinate_evaluator
 
         flat = self.populations.get(tensors).flat
-        return ChargedCoordinates(coordinate_evaluator(flat, self.loss_fn, self.x, self.y), self.counter.record)
+        if self.seed is not None:  # a stochastic model: the engines do not model dropout; score whole vectors
+            evaluator: CoordinateEvaluator = PopulationCoordinateEvaluator(flat, self.loss_fn, self.x, self.y,
+                                                                           seed=self.seed)
+        else:
+            evaluator = coordinate_evaluator(flat, self.loss_fn, self.x, self.y)
+        return ChargedCoordinates(evaluator, self.counter.record)
 
     def charge(self, losses: Tensor) -> None:
         """Count ``losses`` computed elsewhere (a remote evaluator scoring this step's batch) as evaluations."""
@@ -84,6 +103,6 @@ class ParameterObjective:
 
     def population(self, vectors: Tensor, tensors: list[Tensor]) -> Tensor:
         """Losses ``(P,)`` of the flat ``vectors (P, D)`` written into ``tensors``, in one batched call."""
-        losses = self.populations.get(tensors)(vectors, self.x, self.y)
+        losses = self.populations.get(tensors)(vectors, self.x, self.y, seed=self.seed)
         self.counter.record(losses)
         return losses

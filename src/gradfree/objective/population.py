@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from gradfree.data.ragged import Targets
 from gradfree.errors import ConfigError
+from gradfree.objective.randomness import same_randomness
 from gradfree.params.flat import FlatParams
 
 LossFn = Callable[[Tensor, Any], Tensor]
@@ -104,15 +105,26 @@ class PopulationLoss:
         self.memory_bytes = memory_bytes
         self._probe: tuple[tuple[int, ...], int] | None = None
 
-    def __call__(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
+    def __call__(self, vectors: Tensor, x: Tensor, y: Targets, *, seed: int | None = None) -> Tensor:
+        """Losses ``(P,)`` of ``vectors`` on the batch ``(x, y)``.
+
+        ``seed``: for a model with stochastic layers (dropout), every member's forward sees torch's RNG seeded
+        with it (common random numbers, :mod:`gradfree.objective.randomness`), and the caller's RNG is left as
+        it was; ``None`` runs the forwards as they come.
+        """
         if vectors.ndim != 2 or vectors.shape[1] != self.flat.num_dims:
             raise ConfigError(f"expected vectors of shape (P, {self.flat.num_dims}), got {tuple(vectors.shape)}")
         if self.mode == "loop":
-            return self._loop(vectors, x, y)
-        chunk = self.chunk_size(x)
+            return self._loop(vectors, x, y, seed)
+        with same_randomness(seed):
+            chunk = self.chunk_size(x)
         compute = self._mlp if self.mode == "mlp" else self._vmap
+        parts = []
         with torch.no_grad():
-            return torch.cat([compute(v, x, y) for v in vectors.split(chunk)])
+            for v in vectors.split(chunk):
+                with same_randomness(seed):
+                    parts.append(compute(v, x, y, seed))
+        return torch.cat(parts)
 
     def chunk_size(self, x: Tensor) -> int:
         """Population members per chunk for a batch like ``x``, from a one-off probe of activation sizes."""
@@ -121,19 +133,20 @@ class PopulationLoss:
         per_member = (self._probe[1] + self.flat.num_dims) * x.element_size()
         return max(1, self.memory_bytes // per_member)
 
-    def _loop(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
+    def _loop(self, vectors: Tensor, x: Tensor, y: Targets, seed: int | None) -> Tensor:
         saved = self.flat.get()
         losses = torch.empty(vectors.shape[0], dtype=vectors.dtype, device=vectors.device)
         try:
             with torch.no_grad():
                 for i, v in enumerate(vectors):
                     self.flat.set_(v)
-                    losses[i] = self.loss_fn(self.module(x), y)
+                    with same_randomness(seed):
+                        losses[i] = self.loss_fn(self.module(x), y)
         finally:
             self.flat.set_(saved)
         return losses
 
-    def _vmap(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
+    def _vmap(self, vectors: Tensor, x: Tensor, y: Targets, seed: int | None) -> Tensor:
         fixed: dict[str, Tensor] = dict(self.module.named_parameters())
         fixed.update(self.module.named_buffers())
 
@@ -142,9 +155,11 @@ class PopulationLoss:
             out = torch.func.functional_call(self.module, tensors, (x,))
             return self.loss_fn(out, y)
 
-        return torch.vmap(one)(vectors)
+        # With a seed (a stochastic model) every member draws the same random numbers ("same"); without one,
+        # a random operation under vmap is an error, as it would silently break the comparison.
+        return torch.vmap(one, randomness="same" if seed is not None else "error")(vectors)
 
-    def _mlp(self, vectors: Tensor, x: Tensor, y: Targets) -> Tensor:
+    def _mlp(self, vectors: Tensor, x: Tensor, y: Targets, seed: int | None = None) -> Tensor:
         views = self.flat.unflatten(vectors)  # name -> (P, *shape)
         names = dict(self.module.named_modules())
         inverse = {id(m): n for n, m in names.items()}

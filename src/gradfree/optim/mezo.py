@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradfree.objective.closure import Closure
 from gradfree.optim.base import GradientFreeOptimizer
 from gradfree.optim.options import check
 from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER
@@ -73,9 +74,12 @@ class MeZO(GradientFreeOptimizer):
         self.rejected = 0
 
     def _walk(self, seed: int, fn: Callable[[Tensor, Tensor, dict[str, Any]], None]) -> None:
-        """Call ``fn(param, z, group)`` for every parameter with ``z`` regenerated from ``seed``."""
+        """Call ``fn(param, z, group)`` for every parameter with ``z`` regenerated from ``seed``; groups with
+        ``lr = 0`` are skipped altogether (never perturbed: perturb-and-restore is not exact in floating point)."""
         gen = torch.Generator(device=self._device).manual_seed(seed)
         for group in self.param_groups:
+            if group["lr"] == 0:
+                continue
             for p in group["params"]:
                 z = torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype)
                 fn(p, z, group)
@@ -87,9 +91,8 @@ class MeZO(GradientFreeOptimizer):
         self._walk(seed, shift)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+    def _step(self, closure: Closure) -> Tensor:
         """One MeZO step; returns the mean of the evaluated losses (a stand-in for the current loss)."""
-        closure = self.require_closure(closure)
         seen: list[float] = []
         for _ in range(self.num_directions):
             seed = int(torch.randint(0, 2**62, (1,), generator=self._generator, device=self._device))

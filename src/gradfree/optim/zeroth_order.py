@@ -14,12 +14,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from gradfree.errors import ConfigError
 from gradfree.estimators import ESTIMATORS, Estimate
 from gradfree.objective.closure import Closure, vector_objective
 from gradfree.objective.vector import VectorObjective
 from gradfree.optim.base import GradientFreeOptimizer
 from gradfree.optim.options import check
 from gradfree.optim.updates import UpdateRule
+from gradfree.params.flat import FlatParams
 
 # The options every estimator takes in common; each estimator declares which of them it uses (its
 # registration's ``options`` tag), and only those are passed on (the coordinate estimator has no directions).
@@ -80,13 +82,27 @@ class ZerothOrderOptimizer(GradientFreeOptimizer):
         self.estimator = ESTIMATORS.get(self.options.estimator)
         self.estimator_options = self.options.estimator_kwargs()
         self.last_estimate: Estimate | None = None
+        self._active_key: tuple[bool, ...] | None = None
+        self._active: FlatParams | None = None
+
+    def active(self) -> FlatParams:
+        """The flat view of the parameters of groups with ``lr > 0``, the ones a step perturbs (a group with
+        ``lr = 0`` is frozen: not perturbed, not evaluated along); rebuilt when a group's ``lr`` changes."""
+        key = tuple(float(g["lr"]) > 0 for g in self.param_groups)
+        if key != self._active_key:
+            tensors = [p for g in self.param_groups if g["lr"] > 0 for p in g["params"]]
+            self._active = FlatParams(None, params=tensors) if tensors else None
+            self._active_key = key
+        if self._active is None:
+            raise ConfigError(f"{self.method_name()}: every param group has lr = 0; nothing to step")
+        return self._active
 
     def objective(self, closure: Closure) -> VectorObjective:
         """The vector objective ``(P, D) -> (P,)`` the estimator calls, built from ``closure``."""
-        return vector_objective(closure, self._flat)
+        return vector_objective(closure, self.active())
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+    def _step(self, closure: Closure) -> Tensor:
         """Estimate the gradient with loss evaluations of ``closure`` and apply one update.
 
         Returns:
@@ -94,8 +110,8 @@ class ZerothOrderOptimizer(GradientFreeOptimizer):
             as reported by the estimator; the full :class:`~gradfree.estimators.Estimate` is kept in
             ``last_estimate``.
         """
-        closure = self.require_closure(closure)
-        x = self._flat.get()
+        active = self.active()
+        x = active.get()
         est = self.estimator(self.objective(closure), x, generator=self._generator, **self.estimator_options)
         self.last_estimate = est
         # A step whose estimate has no usable direction is skipped rather than poisoning the state.
@@ -104,6 +120,8 @@ class ZerothOrderOptimizer(GradientFreeOptimizer):
             where = None if est.coordinates is None else torch.sort(est.coordinates.to(est.grad.device)).values
             offset = 0
             for group in self.param_groups:
+                if group["lr"] <= 0:
+                    continue
                 for p in group["params"]:
                     n = p.numel()
                     grad = est.grad[offset : offset + n].view_as(p)

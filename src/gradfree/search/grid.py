@@ -126,13 +126,12 @@ class GridSearch(GradientFreeOptimizer):
         return points
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+    def _step(self, closure: Closure) -> Tensor:
         """Scan the next ``weights_per_step`` weights of the sweep on the closure's batch.
 
         Returns:
             the loss at the parameters the step started from (on this step's batch).
         """
-        closure = self.require_closure(closure)
         evaluator = coordinates_of(closure, self._flat)
         before = evaluator.evaluations
         start = evaluator.loss()

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from gradfree.errors import ConfigError
-from gradfree.objective.closure import Closure, CoordinateClosure, PopulationClosure
+from gradfree.objective.closure import Closure, CoordinateClosure, PopulationClosure, is_managed
 from gradfree.objective.coordinates import ChargedCoordinates
 from gradfree.optim.base import GradientFreeOptimizer
 from gradfree.optim.options import check
@@ -34,10 +34,12 @@ from gradfree.optim.registry import OPTIMIZERS, ZEROTH_ORDER, build_optimizer, n
 
 
 class CountingClosure:
-    """Wraps a plain closure; every call is charged to ``charge`` (one evaluation)."""
+    """Wraps a closure; every call is charged to ``charge`` (one evaluation). It is managed (randomness and
+    batch-norm statistics kept by the trainer) exactly when the wrapped closure is."""
 
     def __init__(self, closure: Closure, charge: Callable[[int], None]) -> None:
         self.closure, self.charge = closure, charge
+        self.managed = is_managed(closure)
 
     def __call__(self) -> Tensor:
         loss = self.closure()
@@ -167,8 +169,12 @@ class Hybrid(GradientFreeOptimizer):
     def _charge(self, evaluations: int) -> None:
         self.evaluations += evaluations
 
+    def _step(self, closure: Closure) -> Tensor:
+        loss = self.step(closure)
+        return loss if loss is not None else torch.tensor(math.nan)
+
     def step(self, closure: Closure | None = None) -> Tensor | None:  # type: ignore[override]
-        """One step of the current phase, then the switch check.
+        """One step of the current phase, then the switch check (the phase optimizer does its own plumbing).
 
         Returns:
             the phase's loss for this step, or ``None`` for a gradient step the trainer ran backward for.

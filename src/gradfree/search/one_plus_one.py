@@ -107,13 +107,12 @@ class OnePlusOne(GradientFreeOptimizer):
         return self.scale
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+    def _step(self, closure: Closure) -> Tensor:
         """Score the current weights and one candidate on the closure's batch; keep the better.
 
         Returns:
             the loss of the weights the step started from (on this step's batch).
         """
-        closure = self.require_closure(closure)
         x = self._flat.get()
         if self.bounds is not None:
             inside = x.clamp(*self.bounds)

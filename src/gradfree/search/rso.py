@@ -178,13 +178,12 @@ class RSO(GradientFreeOptimizer):
         return self.anneal + (1 - self.anneal) * max(self.rounds - self.round, 0) / self.rounds
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+    def _step(self, closure: Closure) -> Tensor:
         """Try the next ``weights_per_step`` weights of the round on the closure's batch.
 
         Returns:
             the loss at the parameters the step started from (on this step's batch).
         """
-        closure = self.require_closure(closure)
         sweep, scale = self._plan()
         evaluator = coordinates_of(closure, self._flat)
         before = evaluator.evaluations

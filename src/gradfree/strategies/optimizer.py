@@ -223,14 +223,13 @@ class StrategyOptimizer(GradientFreeOptimizer):
         super().add_param_group(param_group)
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+    def _step(self, closure: Closure) -> Tensor:
         """One generation: ask, score the whole population in one batched call, tell, deploy the centre.
 
         Returns:
             the mean of the population's finite losses (NaN when none is finite); spends ``popsize``
             evaluations of ``closure`` and no others.
         """
-        closure = self.require_closure(closure)
         self._sync_scales()
         if self.evaluator is not None:
             if not isinstance(closure, ChargedStep):

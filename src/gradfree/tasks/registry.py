@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gradfree.errors import ConfigError
 from gradfree.registry import Registry
 from gradfree.tasks.classification import ClassificationTask
 from gradfree.tasks.protocol import Task
@@ -21,7 +22,10 @@ def _digits(*, data_dir: str | Path | None = None, seed: int = 0, download: bool
             train_subset: int | None = None) -> ClassificationTask:
     from gradfree.data.digits import load_digits
 
-    del data_dir, download, train_subset  # embedded in scikit-learn; the split is fixed
+    del data_dir, download  # embedded in scikit-learn
+    if train_subset is not None:
+        raise ConfigError("digits has a fixed 1078/359/360 split; --train-subset applies to mnist, fashion-mnist, "
+                          "cifar10 and synthetic-regression")
     return ClassificationTask(load_digits(seed=0), default_model="mlp:64-32-10")
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gradfree.errors import ConfigError, UnsafeFileError
 
 
 def _umask() -> int:
@@ -50,6 +53,26 @@ def save_text(text: str, path: Path) -> None:
 def save_bytes(data: bytes, path: Path) -> None:
     """Write ``data`` atomically."""
     _atomic(path, lambda f: f.write(data), "wb")
+
+
+def load_checkpoint(path: Path, *, map_location: torch.device | str | None = None) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings, lists, tuples and dicts only.
+
+    Raises:
+        UnsafeFileError: the file asks to build other objects (a crafted checkpoint could run code that way);
+            nothing was run.
+        ConfigError: the file is missing, truncated or not a checkpoint.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+            raise UnsafeFileError(f"{path} is not plain data: it asks to build objects ({first[:160]}), which "
+                                  "could run code, so it was not loaded. Delete it to start afresh.") from None
+        raise ConfigError(f"cannot read {path}: {first[:200]}. Delete it to start afresh.") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}. Delete it to start afresh.") from None
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

@@ -7,7 +7,7 @@ reported ``wall_time`` (and the ``time`` of each metrics row) is training time. 
 at most its own cost (the loop stops once the budget is reached); the exact count is reported. A time limit
 is not overshot: the loop stops before a step that would end past it, judged by the recent steps. In a model
 with batch norm a zeroth-order step costs one more evaluation: the forward that moves the running statistics
-once, from the updated weights (see :mod:`gradfree.train.running_stats`).
+once, from the updated weights (see :mod:`gradfree.objective.running_stats`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,23 +25,28 @@ from torch import nn
 
 from gradfree.data.batches import TrainingBatches
 from gradfree.data.ragged import Targets
-from gradfree.errors import ConfigError, NonFiniteLossError
+from gradfree.errors import ConfigError, GradfreeWarning, NonFiniteLossError
 from gradfree.objective.counter import EvaluationCounter
 from gradfree.objective.parameters import ParameterObjective, PopulationCache
 from gradfree.objective.population import Mode
 from gradfree.objective.problem import Problem
+from gradfree.objective.randomness import step_seed, stochastic
+from gradfree.objective.running_stats import RunningStats
 from gradfree.optim.protocols import has_converged, works_from_losses
+from gradfree.params.flat import FlatParams
+from gradfree.strategies.adapters.wrapped import pickled_state_allowed
+from gradfree.strategies.optimizer import StrategyOptimizer
 from gradfree.tasks.protocol import Task
-from gradfree.train.files import remove_stale_temporaries, save_json, save_torch
+from gradfree.train.files import load_checkpoint, remove_stale_temporaries, save_json, save_torch
 from gradfree.train.metrics_log import MetricsLog
 from gradfree.train.progress import Progress
-from gradfree.train.running_stats import RunningStats
 from gradfree.train.time_limit import RecentSteps
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
-MAX_BAD_STEPS = 20  # consecutive non-finite backprop losses before a run gives up
+MAX_FAILED_STEPS = 20
+"""Consecutive failed steps (a non-finite step loss) after which a run stops: the NaN policy's K."""
 
 
 @dataclass
@@ -62,6 +68,8 @@ class TrainConfig:
         augment: augmentation of the training batches, e.g. ``"shift:1"`` (see :mod:`gradfree.data.augment`);
             ``None`` for none.
         progress: show a progress bar; ``None`` means only on a terminal.
+        trust_checkpoint: on resume, also load optimizer state that exists only as a pickle (the nevergrad
+            and pycma adapters' wrapped optimizers): unpickling runs code, so only for checkpoints you made.
     """
 
     budget: int | None = None
@@ -73,14 +81,16 @@ class TrainConfig:
     seed: int = 0
     progress: bool | None = None
     augment: str | None = None
+    trust_checkpoint: bool = False
 
     def __post_init__(self) -> None:
         if self.budget is None and self.time_limit is None:
             raise ConfigError("set an evaluation budget, a time limit, or both")
-        if self.budget is not None and self.budget <= 0:
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
+                                        or self.budget <= 0):
             raise ConfigError(f"budget must be a positive number of evaluations, got {self.budget}")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise ConfigError(f"time limit must be positive seconds, got {self.time_limit}")
+        if self.time_limit is not None and not 0 < self.time_limit < math.inf:
+            raise ConfigError(f"time limit must be a finite positive number of seconds, got {self.time_limit}")
         if self.batch_size is not None and self.batch_size <= 0:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         if self.eval_every <= 0:
@@ -93,6 +103,9 @@ class TrainConfig:
 class TrainResult:
     """What a run reached.
 
+    ``rejected`` counts non-finite evaluations; ``failed_steps`` the steps whose loss was non-finite (no
+    update, or the step undone) and ``undone`` the steps whose start point had a non-finite loss and were
+    rolled back to the last point with a finite one (the NaN policy: README, "Non-finite losses").
     ``monitor`` names the validation metric the run followed (the task's, e.g. ``"loss"``) and ``best_val``
     is its best value; ``headline`` is the task's headline metric (name, direction, label) that summaries
     lead with; ``final`` holds ``{split}_{metric}`` for the train, val and test splits.
@@ -101,6 +114,8 @@ class TrainResult:
     evaluations: int
     backward: int
     rejected: int
+    failed_steps: int
+    undone: int
     steps: int
     wall_time: float
     stopped: str
@@ -134,6 +149,19 @@ class Trainer:
 
     Validation follows the task's ``monitor`` metric: the best weights by it are kept, restored at the end,
     and early stopping counts validations without a better value.
+
+    Stochastic layers: in a model with dropout in training mode, every evaluation of a zeroth-order step sees
+    the same randomness (a per-step seed from the run's seed and the step number:
+    :mod:`gradfree.objective.randomness`), so the differences a step takes measure the weights, not masks.
+
+    Non-finite losses (one policy): a non-finite loss at a perturbed point is rejected and counted
+    (``rejected``; the methods leave such points out). A step fails when its loss comes back non-finite (it
+    started from a point the previous step moved to), counted in ``failed_steps``; the parameters then go back
+    to the last point whose loss was finite (for methods whose parameters are their whole position; a
+    population strategy's mean is its own), counted in ``undone``. The run stops with a clear message when
+    the starting point is non-finite, or after :data:`MAX_FAILED_STEPS` failed steps with no progress in
+    between (progress: two steps in a row with finite losses). Keeping the last finite point costs two copies
+    of the trainable parameters.
     """
 
     def __init__(self, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -143,7 +171,13 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run_config = run_config or {}
         self.counter = EvaluationCounter()
-        self.batches = TrainingBatches(task.data.train, config.batch_size, seed=config.seed,
+        rows = len(task.data.train)
+        batch_size = config.batch_size
+        if batch_size is not None and batch_size > rows:
+            warnings.warn(f"batch size {batch_size} is larger than the training split ({rows} rows): every step "
+                          "uses the whole split", GradfreeWarning, stacklevel=2)
+            batch_size = None
+        self.batches = TrainingBatches(task.data.train, batch_size, seed=config.seed,
                                        augmentation=task.augmentation(config.augment))
         self.populations = PopulationCache(model, task.loss_fn, vmappable=task.loss_vmappable)
         self.running_stats = RunningStats(model)
@@ -155,7 +189,11 @@ class Trainer:
         self.bad_validations = 0
         self.next_validation = 0
         self.loss_sum, self.loss_count = 0.0, 0
+        self.failed_steps = self.undone = 0
         self.log = MetricsLog(None)
+        self._trainable = FlatParams(None, params=[p for g in optimizer.param_groups for p in g["params"]
+                                                   if p.requires_grad])
+        self._good: torch.Tensor | None = None  # the last step start point whose loss was finite
 
     def problem(self, *, device: torch.device | str = "cpu") -> Problem:
         """The :class:`~gradfree.objective.problem.Problem` this run trains on (its model, loss and batches,
@@ -182,7 +220,8 @@ class Trainer:
             self._check_start()
         progress = Progress(self.config.budget, enabled=self.config.progress, initial=self.counter.evaluations)
         stopped = "budget"
-        bad_steps = 0
+        failed_in_a_row = 0  # failed steps since two steps in a row had finite losses
+        previous_finite = True
         segment_start = time.perf_counter()
         base_elapsed = self.elapsed
         monitoring = 0.0  # validation and checkpoint time in this segment: not charged to the time limit
@@ -201,18 +240,24 @@ class Trainer:
                     stopped = "budget" if self._evals_spent() else "time limit"
                     break
                 started = time.perf_counter()
+                start_point = self._trainable.get()
                 loss = self._step()
                 recent.add(time.perf_counter() - started)
                 self.steps += 1
                 if math.isfinite(loss):
-                    bad_steps = 0
+                    if previous_finite:  # the last step moved from a finite point to a finite one: progress
+                        failed_in_a_row = 0
+                    previous_finite = True
+                    self._good = start_point  # the step's loss was finite at the point it started from
                     self.loss_sum += loss
                     self.loss_count += 1
                 else:
-                    bad_steps += 1
-                    if works_from_losses(self.optimizer) or bad_steps >= MAX_BAD_STEPS:
-                        stopped = (f"non-finite loss at evaluation {self.counter.evaluations}; "
-                                   "lower the learning rate or the smoothing")
+                    previous_finite = False
+                    failed_in_a_row += 1
+                    self._fail_step()
+                    if failed_in_a_row >= MAX_FAILED_STEPS:
+                        stopped = (f"non-finite loss in {MAX_FAILED_STEPS} failed steps without progress (at "
+                                   f"evaluation {self.counter.evaluations}); lower the learning rate or the smoothing")
                         break
                 progress.update(self.counter.evaluations, loss=loss)
                 if has_converged(self.optimizer):  # e.g. grid search: a sweep gained < tol
@@ -223,6 +268,16 @@ class Trainer:
         self.elapsed = base_elapsed + time.perf_counter() - segment_start - monitoring
         return self._finish(stopped)
 
+    def _fail_step(self) -> None:
+        """A step's loss was non-finite: go back to the last point whose loss was finite."""
+        self.failed_steps += 1
+        # A population strategy's mean is its own position (the next step writes it again); a backprop step
+        # with a non-finite loss made no update.
+        restorable = works_from_losses(self.optimizer) and not isinstance(self.optimizer, StrategyOptimizer)
+        if self._good is not None and restorable and not torch.equal(self._trainable.get(), self._good):
+            self._trainable.set_(self._good)
+            self.undone += 1
+
     def _evals_spent(self) -> bool:
         return self.config.budget is not None and self.counter.evaluations >= self.config.budget
 
@@ -230,12 +285,14 @@ class Trainer:
         return self.batches.batch(self.steps)
 
     def _step(self) -> float:
+        """One step; returns its loss (non-finite: a failed step)."""
         x, y = self._batch()
         self.model.train()
         # Read each step: a hybrid optimizer switches between zeroth-order and backprop phases.
         if works_from_losses(self.optimizer):
+            seed = step_seed(self.config.seed, self.steps) if stochastic(self.model) else None
             closure = ParameterObjective(self.model, self.task.loss_fn, x, y, populations=self.populations,
-                                         counter=self.counter, step=self.steps)
+                                         counter=self.counter, step=self.steps, seed=seed)
             if not self.running_stats:
                 return float(self.optimizer.step(closure))  # type: ignore[arg-type]
             with self.running_stats.frozen():  # perturbed evaluations leave batch-norm statistics alone
@@ -253,8 +310,9 @@ class Trainer:
         return float(loss.detach())
 
     def _check_start(self) -> None:
-        start = self.task.evaluate(self.model, self.task.data.train)
-        if not math.isfinite(start["loss"]):
+        # The whole training split by the task's own evaluation (NaN/inf inputs anywhere), and the training
+        # loss itself on the first batch (the objective the steps minimise).
+        if not math.isfinite(self.task.evaluate(self.model, self.task.data.train)["loss"]) or not self._finite_on(0):
             raise NonFiniteLossError(
                 "the training loss is NaN/inf at the starting point, before any update: check the inputs "
                 "for NaN/inf and the model's initialisation")
@@ -285,13 +343,17 @@ class Trainer:
             last = self.task.evaluate(self.model, self.task.data.val)[self.monitor.name]
             if not self.monitor.at_least_as_good(last, self.best_val):
                 self.model.load_state_dict(self.best_state)
+        if self.steps and not self._finite_on(self.steps - 1):
+            self._fail_step()  # the last step moved onto a non-finite point: the policy undoes it
+            self.failed_steps -= 1  # ... without counting a step that was already counted as done
         data = self.task.data
         final: dict[str, float] = {}
         for split_name, split in (("train", data.train), ("val", data.val), ("test", data.test)):
             for metric, value in self.task.evaluate(self.model, split).items():
                 final[f"{split_name}_{metric}"] = value
         result = TrainResult(evaluations=self.counter.evaluations, backward=self.counter.backward,
-                             rejected=self.counter.rejected, steps=self.steps, wall_time=self.elapsed,
+                             rejected=self.counter.rejected, failed_steps=self.failed_steps, undone=self.undone,
+                             steps=self.steps, wall_time=self.elapsed,
                              stopped=stopped, monitor=self.monitor.name, best_val=self.best_val,
                              headline=asdict(self.task.headline), final=final, history=self.log.rows)
         self.log.write({"kind": "final", **result.summary(), **final})
@@ -299,6 +361,18 @@ class Trainer:
             save_torch(self.model.state_dict(), self.out_dir / "model.pt")
             save_json({"config": self.run_config, **result.summary()}, self.out_dir / RESULT)
         return result
+
+    @torch.no_grad()
+    def _finite_on(self, step: int) -> bool:
+        """Whether the training loss at the current weights, on the batch of ``step``, is finite (monitoring:
+        not charged; in eval mode, so batch-norm statistics stay as they are)."""
+        x, y = self.batches.batch(step)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return bool(torch.isfinite(self.task.loss_fn(self.model(x), y)))
+        finally:
+            self.model.train(was_training)
 
     # --------------------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
@@ -315,16 +389,16 @@ class Trainer:
             "best_state": self.best_state,
             "bad_validations": self.bad_validations,
             "next_validation": self.next_validation,
+            "failed_steps": self.failed_steps,
+            "undone": self.undone,
+            "good": self._good,
             "metrics_offset": self.log.offset(),
         }, self.out_dir / CHECKPOINT)
 
     def _load_checkpoint(self) -> int:
         assert self.out_dir is not None
         path = self.out_dir / CHECKPOINT
-        try:
-            ck = torch.load(path, map_location=self.task.data.train.x.device, weights_only=False)
-        except Exception as exc:  # a corrupt file from outside: say which and what to do
-            raise ConfigError(f"cannot read checkpoint {path}: {exc}. Delete it to start afresh.") from None
+        ck = load_checkpoint(path, map_location=self.task.data.train.x.device)
         # A setting missing from an older checkpoint counts as its default, None.
         changed = sorted(k for k in set(ck["run_config"]) | set(self.run_config)
                          if ck["run_config"].get(k) != self.run_config.get(k))
@@ -332,9 +406,11 @@ class Trainer:
             raise ConfigError(f"{path} was made with different settings ({', '.join(changed)}); resume with "
                               "the same arguments or use a new --out directory")
         self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        with pickled_state_allowed(self.config.trust_checkpoint):
+            self.optimizer.load_state_dict(ck["optimizer"])
         self.counter = EvaluationCounter(**ck["counter"])
         self.steps, self.elapsed = ck["steps"], ck["elapsed"]
         self.best_val, self.best_state = ck["best_val"], ck["best_state"]
         self.bad_validations, self.next_validation = ck["bad_validations"], ck["next_validation"]
+        self.failed_steps, self.undone, self._good = ck["failed_steps"], ck["undone"], ck["good"]
         return int(ck["metrics_offset"])

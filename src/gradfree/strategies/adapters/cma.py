@@ -13,8 +13,9 @@ and restores numpy's global state around every ``ask`` and ``tell``, so the glob
 
 Checkpoints: ``state_dict()`` holds the pickled ``CMAEvolutionStrategy`` (with its sampler's state and any
 asked but not yet told solutions) as a ``uint8`` tensor under ``"wrapped"``, loadable with
-``torch.load(weights_only=True)``; a resumed run continues identically. Unpickling runs pycma's code: load
-such checkpoints only from sources you trust. Full CMA at ``D = 2410`` pickles to about 95 MB.
+``torch.load(weights_only=True)``; a resumed run continues identically. Unpickling runs pycma's code, so a
+checkpoint's blob loads only when the user trusts it (``--trust-checkpoint``). Full CMA at ``D = 2410``
+pickles to about 95 MB.
 
 Populations are evaluated in the model's dtype (float32), while pycma keeps its float64 solutions: the losses
 it is told belong to the float32-rounded points.
@@ -125,4 +126,4 @@ class PyCMAStrategy(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; sampling continues from the saved generator state."""
         super().load_state_dict(state)
-        self._es, self._pending = from_blob(state["wrapped"])
+        self._es, self._pending = from_blob(state["wrapped"], what="a pickled pycma CMAEvolutionStrategy")

@@ -18,7 +18,8 @@ two-point step-size adaptation (dimension >= 300) refuses; the adapter turns tha
 Checkpoints: ``state_dict()`` holds the pickled nevergrad optimizer (with its RNG and any asked but not yet
 told candidates) as a ``uint8`` tensor under ``"wrapped"``, so the dict loads with
 ``torch.load(weights_only=True)`` and a resumed run continues identically. Unpickling it runs nevergrad's
-code: load such checkpoints only from sources you trust. For full-covariance methods the blob is large
+code, so it loads only when the user trusts the checkpoint (``--trust-checkpoint``). For full-covariance
+methods the blob is large
 (CMA at ``D = 2410`` pickles to about 100 MB).
 
 Reference: Rapin & Teytaud (2018), "Nevergrad - A gradient-free optimization platform",
@@ -139,4 +140,4 @@ class NevergradStrategy(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; the optimizer continues with its saved RNG state."""
         super().load_state_dict(state)
-        self._optimizer, self._pending = from_blob(state["wrapped"])
+        self._optimizer, self._pending = from_blob(state["wrapped"], what="a pickled nevergrad optimizer")

@@ -1,7 +1,10 @@
 """Helpers for strategies that wrap an external optimizer library (the nevergrad and pycma adapters).
 
 The wrapped object is checkpointed as pickled bytes inside a ``uint8`` tensor, so a strategy's
-``state_dict()`` stays loadable with ``torch.load(weights_only=True)``; the libraries get finite losses only,
+``state_dict()`` stays loadable with ``torch.load(weights_only=True)``. Those bytes are the library's own
+objects and only exist as a pickle; unpickling runs code, so :func:`from_blob` refuses unless the caller
+said it trusts the checkpoint (:func:`pickled_state_allowed`, ``--trust-checkpoint``). The libraries get
+finite losses only,
 and every call into them runs inside :func:`numpy_global_rng_kept` (pycma's two-point step-size adaptation,
 also used by nevergrad's CMA variants, draws from numpy's global RNG in a consistency check).
 """
@@ -12,10 +15,13 @@ import math
 import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from gradfree.errors import UnsafeFileError
 
 
 def finite_losses(losses: Tensor) -> list[float]:
@@ -36,9 +42,30 @@ def to_blob(obj: Any) -> Tensor:
     return torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).clone()
 
 
-def from_blob(blob: Tensor) -> Any:
-    """Inverse of :func:`to_blob`. Unpickling runs the wrapped library's code: trusted checkpoints only."""
-    return pickle.loads(blob.cpu().numpy().tobytes())
+_TRUSTED: ContextVar[bool] = ContextVar("gradfree_pickled_state_allowed", default=False)
+
+
+@contextmanager
+def pickled_state_allowed(allowed: bool = True) -> Iterator[None]:
+    """Within the block, :func:`from_blob` may unpickle (when ``allowed``): for checkpoints the user trusts."""
+    token = _TRUSTED.set(allowed)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def from_blob(blob: Tensor, *, what: str = "a wrapped optimizer") -> Any:
+    """Inverse of :func:`to_blob`, inside :func:`pickled_state_allowed` only.
+
+    Raises:
+        UnsafeFileError: outside it: unpickling runs the wrapped library's code, so it needs the user's trust.
+    """
+    if not _TRUSTED.get():
+        raise UnsafeFileError(f"this state holds {what} as a pickle; unpickling runs code, so it is loaded only for "
+                              "a checkpoint you trust: pass --trust-checkpoint (TrainConfig(trust_checkpoint=True), or "
+                              "load_state_dict inside gradfree.strategies.adapters.wrapped.pickled_state_allowed())")
+    return pickle.loads(blob.cpu().numpy().tobytes())  # the user said they trust this checkpoint
 
 
 @contextmanager
