@@ -150,19 +150,24 @@ def _train(args: argparse.Namespace) -> int:
 def _add_list(sub: Any) -> None:
     p = sub.add_parser("list", help="list registered methods, tasks, models, estimators, strategies")
     p.add_argument("family", nargs="?", default="all",
-                   choices=["all", "optimizers", "tasks", "models", "estimators", "strategies", "suites"])
+                   choices=["all", "optimizers", "tasks", "models", "estimators", "strategies", "suites", "kinds",
+                            "attacks", "explainers"])
 
 
 def _list(args: argparse.Namespace) -> int:
+    from gradfree.attacks import ATTACKS
     from gradfree.estimators import ESTIMATORS
+    from gradfree.experiments.kinds import load_kinds
     from gradfree.experiments.suite import load_suites
+    from gradfree.explain import EXPLAINERS
     from gradfree.models import MODELS
     from gradfree.optim.registry import load_methods
     from gradfree.strategies import STRATEGIES
     from gradfree.tasks import TASKS
 
     families: dict[str, Any] = {"optimizers": load_methods(), "tasks": TASKS, "models": MODELS,
-                                "estimators": ESTIMATORS, "strategies": STRATEGIES, "suites": load_suites()}
+                                "estimators": ESTIMATORS, "strategies": STRATEGIES, "suites": load_suites(),
+                                "kinds": load_kinds(), "attacks": ATTACKS, "explainers": EXPLAINERS}
     for family, registry in families.items():
         if args.family not in ("all", family):
             continue
@@ -267,12 +272,32 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``gradfree`` command."""
+APPLICATIONS: dict[str, tuple[str, str]] = {
+    "detect": ("gradfree.detection.command", "draw a trained detector's boxes on images"),
+    "attack": ("gradfree.attacks.command", "attack a trained run with a black-box (or white-box reference) "
+                                           "adversarial attack"),
+    "explain": ("gradfree.explain.command", "explain a trained classifier's predictions from queries (saliency "
+                                            "maps)"),
+}
+"""The applications' commands: ``name -> (module with add_parser(sub) and run(args), one-line help)``. A module
+is imported only when its command runs (they pull in torch and plotting), so ``gradfree --help`` stays quick."""
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``gradfree`` command (the application command named in ``argv``, if any,
+    with its full arguments; the others listed by name and help)."""
+    import importlib
+
     parser = Parser(prog="gradfree", description="Train PyTorch models without backprop.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_list, _add_demo, _add_perf, _add_bench, _add_report):
         add(sub)
+    requested = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), None)
+    for name, (module, help_text) in APPLICATIONS.items():
+        if name == requested:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -283,12 +308,16 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     warnings.showwarning = _one_line_warning  # a setting adjusted or ignored: one line, no source dump
     handlers = {"train": _train, "list": _list, "demo": _demo, "perf": _perf, "bench": _bench,
                 "report": _report}
     try:
+        if args.command in APPLICATIONS:
+            import importlib
+
+            return int(importlib.import_module(APPLICATIONS[args.command][0]).run(args))
         return handlers[args.command](args)
     except GradfreeError as exc:
         print(f"gradfree: error: {exc}", file=sys.stderr)

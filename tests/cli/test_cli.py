@@ -76,3 +76,23 @@ def test_mnist_offline_without_files_says_where_to_put_them(tmp_path: Path, monk
     assert code == 2
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte.gz" in err and "GRADFREE_DATA" in err and "--data-dir" in err
+
+
+@pytest.mark.parametrize("command", ["detect", "attack", "explain"])
+def test_application_commands_are_wired_in(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and f"usage: gradfree {command}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main([command])  # its required arguments are missing: one line, status 2
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and "required" in err
+
+
+def test_list_names_every_family(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for family in ("optimizers:", "tasks:", "suites:", "kinds:", "attacks:", "explainers:"):
+        assert family in out
+    for name in ("car-detection", "zoo-adam", "zo-smoothgrad", "attacks-mnist", "explain-cifar10", "detection"):
+        assert name in out

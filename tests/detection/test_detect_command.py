@@ -12,9 +12,9 @@ import pytest
 import torch
 from car_fixtures import make_car_folder
 
-from gradfree import detect_command
 from gradfree.data.images import letterbox_geometry
-from gradfree.detection_pictures import Panel, canvas_panel, detection_grid, precision_recall_plot
+from gradfree.detection import command as detect_command
+from gradfree.detection.pictures import Panel, canvas_panel, detection_grid, precision_recall_plot
 from gradfree.errors import ConfigError
 from gradfree.run import RunSpec, train_run
 from gradfree.tasks import build_task

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from car_fixtures import make_car_folder
 
-import gradfree.detection_report  # noqa: F401  (registers the report sections)
-import gradfree.detection_suite  # noqa: F401  (registers the suite)
-from gradfree.detection_trials import DetectionTrialSpec, rebudget
+import gradfree.detection.report  # noqa: F401  (registers the report sections)
+import gradfree.detection.suite  # noqa: F401  (registers the suite)
+from gradfree.detection.trials import DetectionTrialSpec, rebudget
 from gradfree.errors import ConfigError
 from gradfree.experiments.runner import RESULTS, Overrides, apply_overrides, read_rows, run_trials, suite_trials
 from gradfree.experiments.suite import SIZES, Trial
@@ -89,7 +89,7 @@ def test_each_route_runs_end_to_end_with_its_report(tmp_path: Path, monkeypatch:
     assert [h["stage"] for h in hybrid["history"]][-1] == "hybrid" and hybrid["history"][0]["stage"] == "start"
     assert tune["val_map50_gain"] == pytest.approx(tune["final"]["val_map50"] - tune["start_val_map50"])
     # the whole detector was saved, not only the head the trainer trained: detect can read it
-    from gradfree.detect_command import load_detector
+    from gradfree.detection.command import load_detector
 
     assert sum(p.numel() for p in load_detector(out / hybrid["run_dir"]).model.parameters()) > 1000
     report = write_report(out).markdown.read_text()

@@ -80,7 +80,8 @@ class TrialKind:
 TRIAL_KINDS: Registry[TrialKind] = Registry("trial kind")
 
 # Modules that register trial kinds; imported on first lookup (the applications add theirs).
-KIND_MODULES: list[str] = ["gradfree.experiments.training"]
+KIND_MODULES: list[str] = ["gradfree.experiments.training", "gradfree.detection.trials", "gradfree.attacks.trials",
+                            "gradfree.explain.trials"]
 
 
 def load_kinds() -> Registry[TrialKind]:

@@ -59,7 +59,8 @@ SUITES: Registry[SuiteFn] = Registry("suite")
 
 # Modules that register suites; imported on first lookup.
 SUITE_MODULES: list[str] = ["gradfree.experiments.suites.vision", "gradfree.experiments.suites.strategies",
-                            "gradfree.experiments.suites.search"]
+                            "gradfree.experiments.suites.search", "gradfree.detection.suite", "gradfree.attacks.suites",
+                            "gradfree.explain.suites"]
 
 
 def load_suites() -> Registry[SuiteFn]:

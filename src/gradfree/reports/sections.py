@@ -44,7 +44,8 @@ class Sections:
 
 REPORT_SECTIONS: Registry[Sections] = Registry("report section")
 
-SECTION_MODULES: list[str] = ["gradfree.reports.training"]
+SECTION_MODULES: list[str] = ["gradfree.reports.training", "gradfree.detection.report", "gradfree.attacks.report",
+                               "gradfree.explain.report"]
 
 
 def load_sections() -> Registry[Sections]:

@@ -21,8 +21,8 @@ the pictures): "quick" — one seed, 30 s a trial, 285 s of budgets, about ten m
 hybrid): 55,620 s of budgets, about 15 hours whatever the device, since budgets are wall time
 (``--seeds 1`` runs a third of it).
 
-The lead registers it by adding ``"gradfree.detection_suite"`` to ``SUITE_MODULES`` and
-``"gradfree.detection_trials"`` / ``"gradfree.detection_report"`` to ``KIND_MODULES`` / ``SECTION_MODULES``.
+The lead registers it by adding ``"gradfree.detection.suite"`` to ``SUITE_MODULES`` and
+``"gradfree.detection.trials"`` / ``"gradfree.detection.report"`` to ``KIND_MODULES`` / ``SECTION_MODULES``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gradfree.detection_trials import DetectionTrialSpec, Route
+from gradfree.detection.trials import DetectionTrialSpec, Route
 from gradfree.experiments.suite import SUITES, Size, Trial
 
 HAND_SET = "set by hand, one setting per method (not tuned per seed or suite)"

@@ -46,7 +46,7 @@ def _median_seed(members: Sequence[Row], key: str) -> Row:
 
 def figures(rows: Sequence[Row], out: Path) -> list[Block]:
     """mAP against wall time, precision-recall curves, test pictures, and the fine-tuning table."""
-    from gradfree.detection_pictures import precision_recall_plot
+    from gradfree.detection.pictures import precision_recall_plot
 
     blocks: list[Block] = [Heading("Plots")]
     for key, label, name in (("val_map50", "validation mAP@0.5", "map50_vs_time.png"),

@@ -111,7 +111,7 @@ def start_detector(spec: DetectionTrialSpec, *, data_dir: str | Path | None, dow
     (``result.json``: wall time, final metrics; ``history``: its validations)."""
     from gradfree.data.car_detection import dataset_fingerprint
     from gradfree.data.store import cache_dir
-    from gradfree.detect_command import load_detector
+    from gradfree.detection.command import load_detector
     from gradfree.run import resolve_device, train_run
 
     run = _start_spec(spec)
@@ -140,7 +140,7 @@ def _test_record(task: DetectionTask, model: nn.Module, run_dir: Path, count: in
                                                                                           dict[str, str]]:
     """The test precision-recall curve (for the row) and a picture of ``count`` test images."""
     from gradfree.data.box_targets import BoxTargets
-    from gradfree.detection_pictures import canvas_panel, detection_grid
+    from gradfree.detection.pictures import canvas_panel, detection_grid
     from gradfree.tasks.detection_metrics import average_precision
 
     test = task.data.test
@@ -191,7 +191,7 @@ def run_detection_trial(spec: DetectionTrialSpec, *, run_dir: Path, resume: bool
 
 def _run_scratch(spec: DetectionTrialSpec, *, run_dir: Path, resume: bool, data_dir: str | Path | None,
                  download: bool, progress: bool | None) -> tuple[Any, ...]:
-    from gradfree.detect_command import load_detector
+    from gradfree.detection.command import load_detector
     from gradfree.run import RunSpec, resolve_device, train_run
     from gradfree.tasks import build_task
 

@@ -85,7 +85,7 @@ def detect_images(detector: LoadedDetector, images: Sequence[str | Path], out_di
         Per image: ``{"image", "picture", "boxes" [[x1, y1, x2, y2], ...], "scores"}`` in its own pixels (every
         detection of at least ``score_threshold``).
     """
-    from gradfree.detection_pictures import Panel, detection_grid
+    from gradfree.detection.pictures import Panel, detection_grid
     from gradfree.tasks.detection import decode
     from gradfree.tasks.detection_loss import DetectionLoss
 
