@@ -69,7 +69,10 @@ def test_the_suites_list_every_method_at_every_budget_with_unique_keys() -> None
                 methods = {t.spec.method for t in main if t.spec.queries == q}
                 assert {"fd-saliency", "zo-smoothgrad", "zo-ig", "contrastive", "occlusion", "rise", "kernel-shap",
                         "lime", "gradient", "smoothgrad", "integrated-gradients"} <= methods
-            assert all(t.spec.sanity_images > 0 for t in main if t.spec.queries == 1000)
+            assert all((t.spec.sanity_images > 0) == (t.spec.queries == 1000 and t.spec.seed == 0) for t in main)
+            for t in main:  # superpixel groups are capped at what the budget pays for
+                if t.label == "fd-saliency (superpixels)":
+                    assert int(t.spec.options["grouping"].split(":")[1]) <= (t.spec.queries - 1) // 2
             assert any(t.spec.method == "captum-kernel-shap" for t in trials)
     quantized = [t for t in SUITES.get("explain-mnist")("quick") if t.spec.victim == "mnist-quantized"]
     assert quantized and {t.spec.queries for t in quantized} == {1000}

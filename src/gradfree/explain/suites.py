@@ -5,16 +5,17 @@ per seed and cached) with every registered method — the zeroth-order ones, the
 white-box references — and captum's KernelShap and Lime beside ours, at each query budget, over seeds (the
 method's randomness; deterministic methods run once). ``explain-mnist`` adds the non-differentiable victim
 (``mnist-quantized``: the same LeNet behind an 8-level input quantisation, whose autograd gradient is zero).
-At 1,000 queries the randomisation check runs on the first images; a ``convergence`` group measures
+At 1,000 queries the randomisation check runs on the first images (seed 0); a ``convergence`` group measures
 ZO-SmoothGrad (orthogonal and independent directions) and white-box SmoothGrad against autograd SmoothGrad
 with many samples.
 
 Sizes (one core's seconds, measured per query on this project's 2-core machine: LeNet about 0.25 ms per
-image, the half-width CIFAR CNN about 2 ms):
+image, the half-width CIFAR CNN about 1.1 ms):
 
-* ``quick`` — budgets 100 and 1,000 on 8 images, one seed: a few minutes after the victim is trained;
-* ``full`` — budgets 100 and 1,000 on 200 images (CIFAR-10: 100) and 10,000 on 50 (CIFAR-10: 20), 3 seeds:
-  about 1.5 hours (MNIST) and 3 hours (CIFAR-10) on one core;
+* ``quick`` — budgets 100 and 1,000 on 8 images, one seed: about 2.5 minutes (MNIST) and 6 (CIFAR-10) once
+  the victims are cached;
+* ``full`` — budgets 100 and 1,000 on 200 images (CIFAR-10: 100) and 10,000 on 50 (CIFAR-10: 20), 3 seeds
+  (deterministic methods one): estimated at about 2 hours (MNIST) and 3 hours (CIFAR-10) of one core;
 * ``gpu`` — 500 images at every budget, 3 seeds.
 """
 
@@ -29,6 +30,7 @@ DETERMINISTIC = ("fd-saliency", "occlusion", "gradient", "integrated-gradients")
 METHODS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     # (label, method, options)
     ("fd-saliency", "fd-saliency", {}),
+    ("fd-saliency (superpixels)", "fd-saliency", {"grouping": "slic:100", "step": 0.5}),
     ("zo-smoothgrad", "zo-smoothgrad", {}),
     ("zo-smoothgrad (present)", "zo-smoothgrad", {"support": "present"}),
     ("zo-ig", "zo-ig", {}),
@@ -46,14 +48,23 @@ PEERS = (("captum KernelShap", "captum-kernel-shap"), ("captum Lime", "captum-li
 
 def _plan(size: Size, *, cifar: bool) -> dict[str, Any]:
     if size == "quick":
-        return {"budgets": {100: 8, 1000: 8}, "seeds": (0,), "sanity": 4, "reference": (2000, 3, (100, 1000)),
-                "peer_images": 4, "quantized": 8}
+        return {"budgets": {100: 8, 1000: 8}, "seeds": (0,), "sanity": 2, "layers": (1, 2),
+                "reference": (1000, 2, (100, 1000)), "peer_images": 4, "quantized": 8}
     if size == "full":
         return {"budgets": {100: 100 if cifar else 200, 1000: 100 if cifar else 200, 10_000: 20 if cifar else 50},
-                "seeds": (0, 1, 2), "sanity": 20, "reference": (10_000, 10, (100, 1000, 10_000)),
+                "seeds": (0, 1, 2), "sanity": 20, "layers": (1, 2, 3), "reference": (10_000, 10, (100, 1000, 10_000)),
                 "peer_images": 20, "quantized": 100}
-    return {"budgets": {100: 500, 1000: 500, 10_000: 500}, "seeds": (0, 1, 2), "sanity": 50,
+    return {"budgets": {100: 500, 1000: 500, 10_000: 500}, "seeds": (0, 1, 2), "sanity": 50, "layers": (1, 2, 3),
             "reference": (20_000, 20, (100, 1000, 10_000)), "peer_images": 100, "quantized": 500}
+
+
+def _options(options: dict[str, Any], queries: int) -> dict[str, Any]:
+    """A method's options at a budget: superpixel groups capped at what the budget pays for."""
+    out = dict(options)
+    grouping = out.get("grouping")
+    if isinstance(grouping, str) and grouping.startswith("slic:") and out.get("step") is not None:
+        out["grouping"] = f"slic:{min(int(grouping[5:]), (queries - 1) // 2)}"
+    return out
 
 
 def explain_suite(victim: str, size: Size, *, quantized: str | None = None, cifar: bool = False) -> list[Trial]:
@@ -65,9 +76,10 @@ def explain_suite(victim: str, size: Size, *, quantized: str | None = None, cifa
         for label, method, options in METHODS:
             seeds = plan["seeds"][:1] if method in DETERMINISTIC else plan["seeds"]
             for seed in seeds:
-                spec = ExplainSpec(victim=victim, method=method, queries=queries, images=images, options=dict(options),
-                                   seed=seed, sanity_images=plan["sanity"] if queries == 1000 else 0,
-                                   sanity_layers=(1, 2, 3))
+                spec = ExplainSpec(victim=victim, method=method, queries=queries, images=images,
+                                   options=_options(options, queries), seed=seed,
+                                   sanity_images=plan["sanity"] if queries == 1000 and seed == 0 else 0,
+                                   sanity_layers=plan["layers"])
                 trials.append(Trial(label, spec, group=group))
         if queries == 1000:
             for label, method in PEERS:  # the wall-time comparison at equal samples, on fewer images
@@ -82,7 +94,7 @@ def explain_suite(victim: str, size: Size, *, quantized: str | None = None, cifa
         group = f"{quantized} (not differentiable), 1,000 queries"
         for label, method, options in METHODS:
             spec = ExplainSpec(victim=quantized, method=method, queries=1000, images=plan["quantized"],
-                               options=dict(options), seed=0)
+                               options=_options(options, 1000), seed=0)
             trials.append(Trial(label, spec, group=group))
     samples, images, budgets = plan["reference"]
     for queries in budgets:
