@@ -11,15 +11,16 @@ import torch
 
 from gradfree.attacks.command import add_parser, main, run
 from gradfree.errors import ConfigError
-from gradfree.run import RunSpec, train_run
+from gradfree.victims import load_victim
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("digits-run")
-    train_run(RunSpec(task="digits", model="mlp:64-16-10", optimizer="adam", budget=150, batch_size=64,
-                      eval_every=150, seed=0), out_dir=out / "run", progress=False)
-    return out / "run"
+@pytest.fixture
+def run_dir(victim_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``gradfree train`` run folder: the digits victim's own (trained once per session)."""
+    monkeypatch.setenv("GRADFREE_CACHE", str(victim_cache))
+    folder = load_victim("digits-mlp").folder
+    assert folder is not None
+    return folder
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -48,9 +49,9 @@ def test_attack_a_run_writes_images_table_and_pictures(run_dir: Path, tmp_path: 
                   "--out", str(out)))
 
 
-def test_targeted_label_only_attack_with_options(run_dir: Path, tmp_path: Path) -> None:
+def test_targeted_label_only_attack_of_a_registered_victim(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "hsj"
-    assert run(_args("--run", str(run_dir), "--method", "hopskipjump", "--targeted", "--queries", "400",
+    assert run(_args("--victim", "digits-mlp", "--method", "hopskipjump", "--targeted", "--queries", "400",
                      "--images", "3", "--opt", "iterations=3", "--out", str(out))) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["access"] == "label" and summary["options"]["iterations"] == 3

@@ -16,17 +16,11 @@ from gradfree.experiments.runner import run_trials
 from gradfree.experiments.suite import SUITES, Trial
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private cache, so the digits victim trained here never lands in the user's."""
-    return tmp_path_factory.mktemp("cache")
-
-
-def test_trials_run_through_the_runner_and_the_report_draws_their_sections(cache: Path, tmp_path: Path,
+def test_trials_run_through_the_runner_and_the_report_draws_their_sections(victim_cache: Path, tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from gradfree.reports.report import write_report
 
-    monkeypatch.setenv("GRADFREE_CACHE", str(cache))
+    monkeypatch.setenv("GRADFREE_CACHE", str(victim_cache))
     v = {"victim": "digits-mlp", "images": 4, "pictures": 3}
     trials = [
         Trial("square", AttackSpec(method="square", norm="linf", eps=0.3, queries=300, **v), group="linf"),

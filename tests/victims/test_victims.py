@@ -3,7 +3,9 @@ and the choice of images, targets and starts (on scikit-learn's digits: offline,
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import gradfree.run
 from gradfree.data.store import cache_dir
 from gradfree.errors import ConfigError, DataError
 from gradfree.victims import (
+    VICTIMS,
     PixelClassifier,
     Quantize,
     first_correct,
@@ -88,13 +91,15 @@ def test_digits_victim_is_trained_once_then_loaded_from_the_cache(monkeypatch: p
         load_victim("digits-mlp", seed=1, train=False)
 
 
-def test_a_weights_file_that_runs_code_is_refused() -> None:
-    v = load_victim("digits-mlp", seed=3)
+def test_a_weights_file_that_runs_code_is_refused(tmp_path: Path) -> None:
+    v = load_victim("digits-mlp", seed=0)
     assert v.folder is not None
-    with open(v.folder / "model.pt", "wb") as f:
+    copy = victim_folder("digits-mlp", seed=0, cache=tmp_path)
+    shutil.copytree(v.folder, copy)
+    with open(copy / "model.pt", "wb") as f:
         pickle.dump({"weight": Exploit()}, f, protocol=2)
     with pytest.raises(DataError, match="plain weights"):
-        load_victim("digits-mlp", seed=3)
+        load_victim("digits-mlp", seed=0, cache=tmp_path, train=False)
 
 
 class Exploit:
@@ -107,13 +112,14 @@ class Exploit:
 
 
 def test_victim_from_a_run_folder_matches_the_run(tmp_path: Path) -> None:
-    result = gradfree.run.train_run(gradfree.run.RunSpec(task="digits", model="mlp:64-16-10", optimizer="adam",
-                                                         budget=150, batch_size=64, eval_every=150, seed=2),
-                                    out_dir=tmp_path / "run", progress=False)
-    v = victim_from_run(tmp_path / "run")
-    assert v.seed == 2 and v.task == "digits"
+    """A victim's cache folder is a ``gradfree train`` run folder: loading it as a run gives the same model."""
+    cached = load_victim("digits-mlp", seed=0)
+    assert cached.folder is not None
+    v = victim_from_run(cached.folder)
+    assert v.seed == 0 and v.task == "digits"
     # The pixel wrapper on the recovered pixels predicts what the network did on the standardised test set.
-    assert v.test_accuracy == pytest.approx(result.final["test_accuracy"], abs=1e-9)
+    recorded = json.loads((cached.folder / "result.json").read_text())["final"]["test_accuracy"]
+    assert v.test_accuracy == pytest.approx(recorded, abs=1e-9) == cached.test_accuracy
     with pytest.raises(DataError):
         victim_from_run(tmp_path / "nothing-here")
 
@@ -141,11 +147,14 @@ def test_cached_mnist_victims(shared_data_dir: Path) -> None:
     try:
         lenet = load_victim("mnist-lenet", data_dir=shared_data_dir, download=False, train=False,
                             cache=REAL_CACHE / "victims")
-        quantized = load_victim("mnist-quantized", data_dir=shared_data_dir, download=False, train=False,
-                                cache=REAL_CACHE / "victims")
     except DataError:
         pytest.skip("the MNIST victims are not cached")
-    assert lenet.test_accuracy > 0.97 and quantized.test_accuracy > 0.97
+    assert lenet.test_accuracy > 0.97
+    # The quantised victim is the same training run behind the quantisation step.
+    assert victim_folder("mnist-quantized") == victim_folder("mnist-lenet")
+    assert VICTIMS.get("mnist-quantized").levels == 8
+    quantized = PixelClassifier(lenet.model.net, torch.tensor([0.1307]), torch.tensor([0.3081]),
+                                input_shape=(1, 28, 28), levels=8)
     x = lenet.test_x[:4].clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(quantized.model(x)[:, 0].sum(), x)
+    (grad,) = torch.autograd.grad(quantized(x)[:, 0].sum(), x)
     assert torch.equal(grad, torch.zeros_like(grad))  # no gradient through the quantisation

@@ -96,6 +96,7 @@ class BanditsTD(Attack):
     name = "bandits-td"
     Options = BanditsOptions
     options: BanditsOptions
+    norms = ("linf", "l2")
 
     def run(self, s: Session, *, starts: Tensor | None = None) -> None:
         del starts
@@ -127,6 +128,10 @@ class BanditsTD(Attack):
             owners = torch.cat([g, g])
             reward = -score_loss(s, s.query(points, owners), owners, o.loss)  # the code ascends its loss
             deriv = (reward[:b] - reward[b:]) / (h["fd_eta"] * h["exploration"])
+            going = ~s.success[g]  # an exploration point inside the ball may already have succeeded
+            g, deriv, noise = g[going], deriv[going], noise[going]
+            if g.numel() == 0:
+                continue
             estimate = deriv.to(x.dtype).reshape(-1, *[1] * len(prior_shape)) * noise
             if norm == "linf":
                 prior[g] = eg_step(prior[g], estimate, h["online_lr"])

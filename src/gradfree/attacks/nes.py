@@ -70,6 +70,7 @@ class NES(Attack):
     name = "nes"
     Options = NESOptions
     options: NESOptions
+    norms = ("linf", "l2")
 
     def run(self, s: Session, *, starts: Tensor | None = None) -> None:
         del starts
@@ -96,8 +97,12 @@ class NES(Attack):
                 out = s.query(points.reshape(b * 2 * q, *s.shape), owners)
                 loss = score_loss(s, out, owners, o.loss).reshape(b, 2 * q)
                 grad = antithetic_gaussian(loss[:, :q], loss[:, q:], u, o.sigma)
+                going = ~s.success[g]  # a sample inside the ball may already have succeeded: stop those
+                g, grad = g[going], grad[going]
+                if g.numel() == 0:
+                    continue
                 velocity[g] = o.momentum * velocity[g] + (1 - o.momentum) * grad
-                step = descent_step(x[g], velocity[g].reshape(b, *s.shape), o.step * eps, norm)
+                step = descent_step(x[g], velocity[g].reshape(g.numel(), *s.shape), o.step * eps, norm)
                 x[g] = project(step, s.x0[g], eps, norm)
                 s.query(x[g], g)  # the new iterate: a success is seen here
 

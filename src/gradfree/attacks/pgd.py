@@ -52,6 +52,7 @@ class PGD(Attack):
     name = "pgd"
     Options = PGDOptions
     options: PGDOptions
+    norms = ("linf", "l2")
     access_levels = (WHITE_BOX,)
     needs_budget = False  # the step count bounds the passes
 

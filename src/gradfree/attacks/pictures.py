@@ -111,7 +111,7 @@ def adversarial_grid(results: Mapping[str, Shown], path: str | Path, *, images: 
             delta = (r.x_adv[i] - r.x[i]).detach().cpu()
             pic, factor = _magnified(delta)
             delta_ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            delta_ax.set_title(f"perturbation x{factor:.0f}\nL2 {float(r.l2[i]):.2f}, Linf {float(r.linf[i]):.3f}",
+            delta_ax.set_title(f"perturbation x{factor:.3g}\nL2 {float(r.l2[i]):.2f}, Linf {float(r.linf[i]):.3f}",
                                fontsize=7)
     for row in axes:
         for ax in row:

@@ -116,6 +116,7 @@ class Square(Attack):
     name = "square"
     Options = SquareOptions
     options: SquareOptions
+    norms = ("linf", "l2")
 
     def run(self, s: Session, *, starts: Tensor | None = None) -> None:
         del starts

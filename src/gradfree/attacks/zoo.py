@@ -10,8 +10,14 @@ Black-box Attacks to Deep Neural Networks without Training Substitute Models." A
   ``max(max_{i != t} log F(x)_i - log F(x)_t, -kappa)`` targeted. With ``"probabilities"`` access the scores
   are log-probabilities as in the paper; with ``"logits"`` they are the logits, which give the same margins
   (the log-partition cancels), without the underflow of ``log`` of a tiny probability.
-* **Box constraint** (Sec. III-B): ``x = (tanh(w0 + m) + 1) / 2`` with ``w0 = atanh(2 x0 - 1)``, so the
-  variable ``m`` is unconstrained; ``tanh=False`` optimises ``x = x0 + m`` projected onto ``[0, 1]`` instead.
+* **Box constraint** (Sec. III-B): ``tanh=True`` optimises ``m`` in ``x = (tanh(w0 + m) + 1) / 2`` with
+  ``w0 = atanh(2 x0 - 1)`` (the paper's change of variables), so ``m`` is unconstrained; ``tanh=False``
+  optimises ``x = x0 + m`` projected onto ``[0, 1]`` (the reference code's ``use_tanh=False``, and ART's
+  formulation). **The default is the projection**, measured: Adam moves a coordinate by about ``lr`` per
+  update whatever its gradient's scale, and at a black or white pixel ``dx/dw = (1 - tanh^2) / 2`` is about
+  1e-6, so in tanh space MNIST's saturated pixels barely move within a CPU budget — on 3 MNIST LeNet images,
+  5 binary steps of 300 iterations reached 36-45% more L2 than white-box C&W with ``tanh=True`` (lr 0.1) and
+  0.5-6% more with the projection (lr 0.03); on CIFAR-10 the two were within 10% of each other.
 * **Coordinate estimates** (Sec. III-A, eq. 6-7): for each of ``k`` coordinates ``i`` drawn per iteration
   (default 128, the paper's batch), ``g_i = (f(m + h e_i) - f(m - h e_i)) / 2h`` and
   ``h_i = (f(m + h e_i) - 2 f(m) + f(m - h e_i)) / h^2`` with ``h = 1e-4``: ``2k + 1`` queries per image and
@@ -70,7 +76,8 @@ class ZOOOptions:
         beta1, beta2, adam_eps: ZOO-ADAM's moment decays and denominator guard.
         h: the finite-difference step in the variable's space.
         hessian_floor: ZOO-Newton's floor on the estimated second derivative.
-        tanh: the tanh change of variables (else projection onto the box).
+        tanh: the paper's tanh change of variables; the default projects onto the box instead (see the
+            module docstring for the measured reason).
         abort_early: stop a step whose loss stalls (checked every ``early_stop_every`` iterations,
             default a tenth of ``iterations``).
         early_stop_every: see ``abort_early``.
@@ -96,7 +103,7 @@ class ZOOOptions:
     adam_eps: float = 1e-8
     h: float = 1e-4
     hessian_floor: float = 0.1
-    tanh: bool = True
+    tanh: bool = False
     abort_early: bool = True
     early_stop_every: int | None = None
     reset_adam_after_found: bool = False

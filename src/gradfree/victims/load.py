@@ -15,7 +15,7 @@ name                   what
 =====================  ==========================================================================
 
 Training runs once per (spec, seed): the run folder lives under ``cache_dir()/victims/`` keyed by a hash of
-the resolved :class:`~gradfree.run.RunSpec`, is written under a temporary name and renamed into place when
+the victim's training settings and seed, is written under a temporary name and renamed into place when
 complete, and its weights are reloaded with ``torch.load(weights_only=True)`` (data is never code). The
 quantised victim has the same run spec as ``mnist-lenet`` and so shares its cached training.
 """
@@ -177,18 +177,20 @@ def _digits_scale(data: DataSplits) -> tuple[Tensor, Tensor, int]:
     return mean, std, 16
 
 
-def _key(run: RunSpec) -> str:
-    blob = json.dumps({"version": CACHE_VERSION, "run": asdict(run)}, sort_keys=True, default=str)
+def _key(spec: VictimSpec, seed: int) -> str:
+    """A hash of what defines the training run (not the quantisation in front of it, nor the summary), so
+    new fields of :class:`~gradfree.run.RunSpec` with defaults do not invalidate cached victims."""
+    training = {k: v for k, v in asdict(spec).items() if k not in ("levels", "summary")}
+    blob = json.dumps({"version": CACHE_VERSION, "spec": training, "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def victim_folder(name: str, *, seed: int = 0, cache: str | Path | None = None) -> Path:
     """The cache folder of victim ``name``'s training run for ``seed`` (it may not exist yet)."""
     spec = VICTIMS.get(name)
-    run = spec.run_spec(seed)
     root = Path(cache) if cache is not None else cache_dir() / "victims"
     label = f"{spec.task}-{spec.model}-{spec.optimizer}-seed{seed}".replace(":", "_")
-    return root / f"{label}-{_key(run)}"
+    return root / f"{label}-{_key(spec, seed)}"
 
 
 def train_victim(name: str, *, seed: int = 0, data_dir: str | Path | None = None, download: bool = True,
