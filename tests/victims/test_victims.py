@@ -85,8 +85,10 @@ def test_digits_victim_is_trained_once_then_loaded_from_the_cache(monkeypatch: p
 
     monkeypatch.setattr(gradfree.run, "train_run", no_training)
     again = load_victim("digits-mlp", seed=0)
-    assert again.test_accuracy == v.test_accuracy
-    assert torch.equal(again.predict(v.test_x), v.predict(v.test_x))
+    assert again is v  # the process keeps the last victims loaded
+    fresh = load_victim("digits-mlp", seed=0, reuse=False)
+    assert fresh is not v and fresh.test_accuracy == v.test_accuracy
+    assert torch.equal(fresh.predict(v.test_x), v.predict(v.test_x))
     with pytest.raises(DataError, match="not cached"):
         load_victim("digits-mlp", seed=1, train=False)
 
