@@ -25,8 +25,10 @@ Sizes (one core's time, from the measured query costs: the LeNet scores about 10
 half-width CIFAR CNN about 1,400):
 
 * ``quick`` — 4 images (ZOO, C&W and ART: 2), small budgets, seed 0: a few minutes once the victims exist;
-* ``full`` — 100 images (ZOO and ART: 10; CIFAR-10 ZOO: 5), budgets of 10,000 queries (HopSkipJump 5,000),
-  3 seeds: several hours on one core for MNIST, dominated by ZOO — the lead schedules it;
+* ``full`` — 100 images (ZOO and ART: 10; CIFAR-10: 50, and 5), budgets of 10,000 queries (HopSkipJump
+  5,000), 3 seeds. Estimated from the measured costs (not yet run): MNIST about 2-2.5 hours on one core, a third
+  of it ZOO's 13 million queries per seed; CIFAR-10 about 5-7 hours, ZOO about an hour per seed — plus training
+  the victims of seeds 1 and 2 (CIFAR-10 CNN and RSO: tens of minutes each);
 * ``gpu`` — 500 images (ZOO and ART: 50), the same budgets.
 """
 
@@ -62,10 +64,11 @@ def _trial(label: str, group: str, **spec: Any) -> Trial:
 
 
 def attack_trials(victim: str, task: str, size: Size, *, eps_linf: float, eps_l2: float,
-                  few: int | None = None) -> list[Trial]:
-    """Every attack on ``victim`` (see the module docstring); ``few`` overrides the ZOO / ART image count."""
+                  few: int | None = None, images: int | None = None) -> list[Trial]:
+    """Every attack on ``victim`` (see the module docstring); ``few`` and ``images`` override the ZOO / ART
+    image count and the others'."""
     p = _plan(size)
-    n, budget = p["images"], p["budget"]
+    n, budget = images if images is not None else p["images"], p["budget"]
     few = few if few is not None else p["few"]
     trials: list[Trial] = []
     for seed in p["seeds"]:
@@ -122,9 +125,10 @@ def attacks_mnist(size: Size) -> list[Trial]:
 
 
 def attacks_cifar10(size: Size) -> list[Trial]:
-    """``attacks-cifar10``: the half-width CIFAR CNN trained with Adam (ZOO on fewer images: it is 7x dearer)."""
-    few = 5 if size == "full" else None
-    return attack_trials("cifar10-cnn", "cifar10", size, eps_linf=8 / 255, eps_l2=0.5, few=few)
+    """``attacks-cifar10``: the half-width CIFAR CNN trained with Adam (fewer images: its forward is 5-7x dearer)."""
+    full = size == "full"
+    return attack_trials("cifar10-cnn", "cifar10", size, eps_linf=8 / 255, eps_l2=0.5, few=5 if full else None,
+                         images=50 if full else None)
 
 
 SUITES.add("attacks-mnist", attacks_mnist,
