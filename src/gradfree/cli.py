@@ -226,8 +226,9 @@ def _add_bench(sub: Any) -> None:
                                    "row per trial to OUT/results.jsonl (crashed trials too), then write "
                                    "OUT/report.md and OUT/report.html.")
     p.add_argument("suite", help="suite name, e.g. mnist-cnn, rso-batch-size, cifar10, fashion-mnist, digits")
-    p.add_argument("--size", choices=["quick", "full", "gpu"], default="full",
-                   help="quick: minutes on 2 CPU cores; full: about an hour; gpu: larger (default full)")
+    p.add_argument("--size", choices=["quick", "full", "gpu", "long"], default="full",
+                   help="quick: minutes on 2 CPU cores; full: about an hour; gpu: larger; long: hours, for the "
+                        "suites that have it (cifar10) (default full)")
     p.add_argument("--quick", action="store_const", const="quick", dest="size", help="shortcut for --size quick")
     p.add_argument("--seeds", type=_positive_int, default=None, help="run seeds 0..K-1 for every method")
     p.add_argument("--budget", type=_positive_int, default=None,

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import torch
 
+from gradfree.errors import ConfigError
 from gradfree.experiments.runner import RESULTS, read_rows, run_trials, suite_trials, unregistered
-from gradfree.experiments.suite import SIZES, Trial, load_suites
+from gradfree.experiments.suite import Trial, load_suites, suite_sizes
+from gradfree.run import RunSpec
 
 SUITES = [entry.name for entry in load_suites()]
 VISION = [entry.name for entry in load_suites() if entry.item.__module__ == "gradfree.experiments.suites.vision"]
@@ -73,18 +75,27 @@ def _shrink(trial: Trial) -> Trial:
 
 @pytest.mark.parametrize("suite", SUITES)
 def test_trials_are_well_formed_at_every_size(suite: str) -> None:
-    for size in SIZES:
+    for size in suite_sizes(suite):
         trials = suite_trials(suite, size)
         assert trials, f"{suite} {size} has no trials"
         assert len({t.key for t in trials}) == len(trials)
         for t in trials:
-            assert t.spec.budget or t.spec.time_limit
-            assert t.spec.eval_every >= 1
+            if isinstance(t.spec, RunSpec):  # a training trial; the applications' kinds check their own specs
+                assert t.spec.budget or t.spec.time_limit
+                assert t.spec.eval_every >= 1
+
+
+def test_a_size_a_suite_does_not_have_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="suite 'digits' has no size 'long'; it has quick, full, gpu"):
+        suite_trials("digits", "long")
+    long = suite_trials("cifar10", "long")
+    assert {t.group for t in long} == {"minutes=10", "minutes=60"}
+    assert {t.label for t in long} == {"adam", "rso", "zo-adam"} and {t.spec.seed for t in long} == {0}
 
 
 @pytest.mark.parametrize("suite", VISION)
 def test_vision_suite_sizes(suite: str) -> None:
-    for size in SIZES:
+    for size in ("quick", "full", "gpu"):
         trials = suite_trials(suite, size)
         assert all(t.notes.get("budget") and t.notes.get("hyper-parameters") for t in trials)
         seeds = {t.spec.seed for t in trials}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from gradfree.experiments.suite import SIZES, load_suites
+from gradfree.experiments.suite import load_suites, suite_sizes
 from gradfree.optim.registry import load_methods
 
 
 def test_mdp_mnist_gives_every_method_the_same_stopping_rule() -> None:
     suite = load_suites().get("mdp-mnist")
-    for size in SIZES:
+    for size in suite_sizes("mdp-mnist"):
         trials = suite(size)
         assert {t.label for t in trials} >= {"rso", "adam"}
         assert len({t.spec.time_limit for t in trials}) == 1 and len({t.spec.patience for t in trials}) == 1

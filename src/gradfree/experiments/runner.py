@@ -24,7 +24,7 @@ from typing import Any, cast
 from gradfree.errors import ConfigError, GradfreeError
 from gradfree.experiments.kinds import trial_kind, with_field
 from gradfree.experiments.rows import RESULTS, RUNS, SUITE_FILE, Row, append_row, latest_rows, read_rows, repair
-from gradfree.experiments.suite import SIZES, Trial, load_suites
+from gradfree.experiments.suite import SIZES, Trial, load_suites, suite_sizes
 
 Log = Callable[[str], None]
 
@@ -93,6 +93,9 @@ def suite_trials(name: str, size: str, overrides: Overrides | None = None) -> li
     """The trials of the registered suite ``name`` at ``size``, with ``overrides`` applied."""
     if size not in SIZES:
         raise ConfigError(f"unknown suite size {size!r}; use one of {', '.join(SIZES)}")
+    sizes = suite_sizes(name)
+    if size not in sizes:
+        raise ConfigError(f"suite {name!r} has no size {size!r}; it has {', '.join(sizes)}")
     trials = load_suites().get(name)(size)
     return apply_overrides(trials, overrides or Overrides())
 

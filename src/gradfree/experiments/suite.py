@@ -1,8 +1,10 @@
 """Benchmark suites: registered generators of trials.
 
 A suite is a function ``suite(size) -> list[Trial]`` registered in :data:`SUITES`; ``size`` is "quick"
-(a few minutes on 2 CPU cores, used by the smoke tests), "full" (about an hour on 2 CPU cores) or "gpu"
-(larger, for a CUDA machine). Suites only describe trials; the runner executes them and appends one row
+(a few minutes on 2 CPU cores, used by the smoke tests), "full" (about an hour on 2 CPU cores), "gpu"
+(larger, for a CUDA machine), or "long" for the suites that declare it (hours of runs on one core each, e.g.
+CIFAR-10's 10- and 60-minute curves). A suite lists its sizes in its registration's ``sizes`` tag. Suites
+only describe trials; the runner executes them and appends one row
 per trial, and reports are drawn from those rows.
 
 A trial's ``spec`` is a dataclass of a registered trial kind (:mod:`gradfree.experiments.kinds`): a
@@ -20,8 +22,15 @@ from typing import Any, Literal
 from gradfree.experiments.kinds import TrialSpec, kind_of
 from gradfree.registry import Registry
 
-Size = Literal["quick", "full", "gpu"]
-SIZES: tuple[Size, ...] = ("quick", "full", "gpu")
+Size = Literal["quick", "full", "gpu", "long"]
+SIZES: tuple[Size, ...] = ("quick", "full", "gpu", "long")
+STANDARD_SIZES: tuple[Size, ...] = ("quick", "full", "gpu")
+"""The sizes every suite has; others (``long``) only where a suite's ``sizes`` tag names them."""
+
+
+def suite_sizes(name: str) -> tuple[Size, ...]:
+    """The sizes the registered suite ``name`` declares (the standard three by default)."""
+    return tuple(load_suites().entry(name).tags.get("sizes", STANDARD_SIZES))
 
 
 @dataclass(frozen=True)
