@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from gradfree.data.digits import load_digits
+from gradfree.data.splits import DataSplits, Split
 from gradfree.distributed import LocalEvaluator, Problem, evolve, state_digest
 from gradfree.errors import ConfigError
 from gradfree.models import build_model
@@ -279,6 +280,43 @@ def test_a_run_on_ray_equals_the_run_in_process(ray_session: Any, digits_task: C
     assert remote.evaluations == local.evaluations == 240
     assert torch.equal(remote_opt.strategy.mean, local_opt.strategy.mean)
     assert [r.get("val_loss") for r in remote.history] == [r.get("val_loss") for r in local.history]
+
+
+def _image_task() -> ClassificationTask:
+    """A small image-shaped task (1x8x8 digits-like noise per class), so that shifts apply."""
+    g = torch.Generator().manual_seed(5)
+    patterns = torch.randn(4, 1, 8, 8, generator=g)
+
+    def split(n: int) -> Split:
+        y = torch.arange(n) % 4
+        return Split(patterns[y] + 0.5 * torch.randn(n, 1, 8, 8, generator=g), y)
+
+    return ClassificationTask(DataSplits("images", split(96), split(32), split(32), 4), default_model="-")
+
+
+def test_augmented_training_on_ray_equals_the_run_in_process(ray_session: Any) -> None:
+    """The actors rebuild each step's augmented batch from the step number: a shifted-images run on Ray gives
+    the in-process run's numbers."""
+    from gradfree.distributed import RayEvaluator
+
+    task = _image_task()
+    runs = []
+    for on_ray in (False, True):
+        model = build_model("mlp:64-8-4", seed=0)
+        optimizer = build_optimizer("snes", model.parameters(), popsize=6, seed=0)
+        assert isinstance(optimizer, StrategyOptimizer)
+        trainer = Trainer(task, model, optimizer, TrainConfig(budget=120, batch_size=32, eval_every=60, seed=3,
+                                                              augment="shift:1", progress=False))
+        if on_ray:
+            with RayEvaluator(trainer.problem(), num_actors=2, num_cpus_per_actor=0.5) as evaluator:
+                optimizer.use_evaluator(evaluator)
+                runs.append((trainer.fit(), optimizer))
+        else:
+            runs.append((trainer.fit(), optimizer))
+    (local, local_opt), (remote, remote_opt) = runs
+    assert remote.evaluations == local.evaluations == 120
+    assert torch.equal(remote_opt.strategy.mean, local_opt.strategy.mean)
+    assert remote.final == local.final
 
 
 def test_perf_ray_command_prints_both_tables(pool: Any, capsys: pytest.CaptureFixture[str]) -> None:
