@@ -27,8 +27,8 @@ half-width CIFAR CNN about 1,400):
 * ``quick`` — 4 images (ZOO, C&W and ART: 2), small budgets, seed 0: a few minutes once the victims exist;
 * ``full`` — 100 images (ZOO and ART: 10; CIFAR-10: 30, and 3), budgets of 10,000 queries (HopSkipJump
   5,000), 3 seeds. Estimated from the measured costs (not yet run): MNIST about 2-2.5 hours on one core, a third
-  of it ZOO's 13 million queries per seed; CIFAR-10 about 5-7 hours at 50 images (ZOO 5), hence 30 and 3 — plus training
-  the victims of seeds 1 and 2 (CIFAR-10 CNN and RSO: tens of minutes each);
+  of it ZOO's 13 million queries per seed; CIFAR-10 about 5-7 hours at 50 images (ZOO 5), hence 30 and 3 —
+  plus training the victims of seeds 1 and 2 (CIFAR-10 CNN and RSO: tens of minutes each);
 * ``gpu`` — 500 images (ZOO and ART: 50), the same budgets.
 """
 
