@@ -169,13 +169,22 @@ class Strategy(ABC):
         if self.scale is None:
             return None
         seed = self._draw_seed() if self.pending_seed is None else self.pending_seed
-        return PopulationSpec(seed, self.popsize, self._antithetic)
+        return PopulationSpec(seed, self.popsize, self._antithetic, self._line(seed))
+
+    def _line(self, gen_seed: int) -> Tensor | None:
+        """The perturbation of member 0 when members 0 and 1 are a mirrored pair along a chosen line (two-point
+        step-size adaptation), else ``None``; a pure function of the state and ``gen_seed``."""
+        return None
 
     def _spec_members(self, gen_seed: int) -> Tensor:
-        """``mean + scale * eps``: the sampler of Gaussian strategies; caches ``eps`` as ``_cache['eps']``."""
-        spec = PopulationSpec(gen_seed, self.popsize, self._antithetic)
+        """``mean + scale * eps``: the sampler of Gaussian strategies; caches ``eps`` as ``_cache['eps']`` (and
+        the line, if any, as ``_cache['line']``)."""
+        line = self._line(gen_seed)
+        spec = PopulationSpec(gen_seed, self.popsize, self._antithetic, line)
         eps = spec.noise(0, self.popsize, self.num_dims, dtype=self.dtype, device=self.device)
         self._cache["eps"] = eps
+        if line is not None:
+            self._cache["line"] = line
         scale = self.scale
         assert scale is not None
         return self._mean + scale * eps
