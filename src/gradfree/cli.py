@@ -201,12 +201,13 @@ PERF = {
     "memory": ("gradfree.perf.memory", "peak memory of MeZO vs an estimator storing perturbations"),
     "incremental": ("gradfree.perf.incremental", "single-weight evaluations/s, full vs incremental"),
     "ray": ("gradfree.perf.ray", "evaluations/s local vs Ray, bytes sent per generation"),
+    "strategies": ("gradfree.perf.strategies", "our population strategies vs pycma, nevergrad and EvoTorch"),
 }
 
 
 def _add_perf(sub: Any) -> None:
     lines = "; ".join(f"{name}: {text}" for name, (_, text) in PERF.items())
-    p = sub.add_parser("perf", help="performance measurements (population, memory, incremental, ray)",
+    p = sub.add_parser("perf", help="performance measurements (population, memory, incremental, ray, strategies)",
                        description=f"Run a performance measurement ({lines}). Arguments after the name go to "
                                    "it, e.g. gradfree perf population --help.")
     p.add_argument("what", choices=list(PERF))
