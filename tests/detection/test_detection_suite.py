@@ -14,14 +14,14 @@ import gradfree.detection.suite  # noqa: F401  (registers the suite)
 from gradfree.detection.trials import DetectionTrialSpec, rebudget
 from gradfree.errors import ConfigError
 from gradfree.experiments.runner import RESULTS, Overrides, apply_overrides, read_rows, run_trials, suite_trials
-from gradfree.experiments.suite import SIZES, Trial
+from gradfree.experiments.suite import Trial, suite_sizes
 
 ROUTES = {"sgd": "scratch", "momentum": "scratch", "adam": "scratch", "zo-adam": "scratch", "mezo": "scratch",
           "sep-cma": "scratch", "rso": "scratch", "hybrid": "hybrid", "finetune-f1": "finetune"}
 
 
 def test_the_suite_compares_every_route_at_equal_time_at_every_size() -> None:
-    for size in SIZES:
+    for size in suite_sizes("car-detection"):
         trials = suite_trials("car-detection", size)
         assert {t.label: t.spec.route for t in trials} == ROUTES  # type: ignore[attr-defined]
         seeds = {t.spec.seed for t in trials}
