@@ -22,8 +22,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
+# Two worker processes (pytest-xdist): the suite is CPU-bound and CI has 2 cores.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # The documentation site, built offline into site/ (open site/index.html); --strict: any warning fails.
 docs: $(STAMP)
