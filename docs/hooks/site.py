@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,8 @@ def notebook_page(notebook: dict[str, Any], name: str) -> tuple[str, dict[str, b
         if "parameters" in tags:
             has_parameters = True
             lines += ["*Parameters (the test suite sets these to run the notebook at its small size):*", ""]
+        if "injected-parameters" in tags:
+            lines += ["*The parameters of the run whose outputs are shown:*", ""]
         if source.strip():
             lines += _fence(source, "python")
         for index, output in enumerate(cell.get("outputs", [])):
@@ -180,7 +183,30 @@ def notebook_page(notebook: dict[str, Any], name: str) -> tuple[str, dict[str, b
     return "\n".join(lines), images, problems
 
 
+# ----------------------------------------------------------------------------------- docstring references
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):<code>(~?)([\w.]+)</code>")
+"""A Sphinx cross-reference role (``:class:`~gradfree.x.Y```) as Markdown renders it inside a docstring."""
+
+
+def sphinx_roles_to_autorefs(html: str) -> str:
+    """Turn the docstrings' Sphinx roles into mkdocs-autorefs references: a link where the target is in the
+    reference, plain code where it is not (``optional``: an unresolved role is no warning); ``~`` shows the
+    last name only, as Sphinx does."""
+
+    def link(match: re.Match[str]) -> str:
+        tilde, target = match.group(1), match.group(2)
+        shown = target.rsplit(".", 1)[-1] if tilde else target
+        return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
+
+    return SPHINX_ROLE.sub(link, html)
+
+
 # ------------------------------------------------------------------------------------------------- hooks
+def on_page_content(html: str, **_: Any) -> str:
+    """Link the docstrings' Sphinx roles (see :func:`sphinx_roles_to_autorefs`)."""
+    return sphinx_roles_to_autorefs(html)
+
+
 def results_nav(docs: Path) -> list[Any]:
     """The benchmark results section: ``results/README.md``, then every ``results/<folder>/report.md``."""
     reports = sorted((docs / "results").glob("*/report.md"))

@@ -72,6 +72,9 @@ def test_api_reference_covers_every_module(site: Path) -> None:
             assert f'id="{name}"' in page, f"{name} has no entry on api/{package}.html"
     optim = (site / "api" / "optim.html").read_text()
     assert "ZOAdam" in optim and "Chen et al. 2019" in optim  # docstrings, with their references
+    # The docstrings' Sphinx roles (:class:`~gradfree.params.flat.FlatParams`) become links across pages.
+    assert 'href="params.html#gradfree.params.flat.FlatParams"><code>FlatParams</code></a>' in optim
+    assert ":class:<code>" not in optim
 
 
 def test_search_index_is_built_offline(site: Path) -> None:
