@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,6 +94,11 @@ def test_each_route_runs_end_to_end_with_its_report(tmp_path: Path, monkeypatch:
 
     assert sum(p.numel() for p in load_detector(out / hybrid["run_dir"]).model.parameters()) > 1000
     report = write_report(out).markdown.read_text()
-    for text in ("map50_vs_time.png", "precision_recall.png", "test_images.png",
+    for text in ("map50_vs_time.png", "precision_recall.png", "detections_adam.png", "detections_finetune-f1.png",
                  "Gradient-free fine-tuning on a non-differentiable objective", "| hybrid | 1 |"):
         assert text in report
+    # the pictures are copied beside the report: results folders do not keep runs/, and a redraw from the rows
+    # alone (runs/ gone) still shows them
+    assert "](runs/" not in report and (out / "detections_hybrid.png").is_file()
+    shutil.rmtree(out / "runs")
+    assert "detections_adam.png" in write_report(out).markdown.read_text()

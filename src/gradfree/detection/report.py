@@ -4,6 +4,8 @@ trials wrote)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,13 +74,28 @@ def figures(rows: Sequence[Row], out: Path) -> list[Block]:
                                         "with the median test mAP@0.5), interpolated as AP reads them."))
     for (_, method), members in by_method(rows).items():
         chosen = _median_seed(members, "test_map50")
-        picture = (chosen.get("artifacts") or {}).get("test_images")
-        if picture:
-            blocks.append(Figure(str(picture), f"{method}, seed {chosen.get('seed')}: test images with the true "
-                                               "boxes (green) and the predictions scoring 0.25 or more (orange, "
-                                               "with their scores)."))
+        name = _picture_beside_report(out, chosen, method)
+        if name is not None:
+            blocks.append(Figure(name, f"{method}, seed {chosen.get('seed')}: test images with the true "
+                                       "boxes (green) and the predictions scoring 0.25 or more (orange, "
+                                       "with their scores)."))
     blocks += _finetune_table(rows)
     return blocks
+
+
+def _picture_beside_report(out: Path, row: Row, method: str) -> str | None:
+    """The name of the row's detection grid copied next to the report (``detections_<method>.png``), or
+    ``None`` when there is none. The grid is written into the trial's run folder, which results folders do not
+    keep (``runs/`` holds checkpoints and weights); a copy beside the report survives, and redrawing the report
+    from its rows alone reuses an earlier copy."""
+    name = f"detections_{re.sub(r'[^A-Za-z0-9_.-]+', '_', method)}.png"
+    picture = (row.get("artifacts") or {}).get("test_images")
+    if picture:
+        source = Path(str(picture))
+        source = source if source.is_absolute() else out / source
+        if source.is_file() and source.resolve() != (out / name).resolve():
+            shutil.copyfile(source, out / name)
+    return name if (out / name).is_file() else None
 
 
 def _finetune_table(rows: Sequence[Row]) -> list[Block]:
