@@ -74,9 +74,9 @@ def figures(rows: Sequence[Row], out: Path) -> list[Block]:
                                         "with the median test mAP@0.5), interpolated as AP reads them."))
     for (_, method), members in by_method(rows).items():
         chosen = _median_seed(members, "test_map50")
-        name = _picture_beside_report(out, chosen, method)
-        if name is not None:
-            blocks.append(Figure(name, f"{method}, seed {chosen.get('seed')}: test images with the true "
+        grid = _picture_beside_report(out, chosen, method)
+        if grid is not None:
+            blocks.append(Figure(grid, f"{method}, seed {chosen.get('seed')}: test images with the true "
                                        "boxes (green) and the predictions scoring 0.25 or more (orange, "
                                        "with their scores)."))
     blocks += _finetune_table(rows)
