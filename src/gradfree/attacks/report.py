@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradfree.reports.blocks import Block, Bullets, Figure, Heading, Paragraph, TableBlock
+from gradfree.reports.blocks import Block, Bullets, Figure, Heading, Paragraph, TableBlock, file_part
 from gradfree.reports.sections import REPORT_SECTIONS, Sections
 from gradfree.reports.summary import SPREAD, Row, Table
 
@@ -122,10 +122,6 @@ def _load_shown(row: Row, out: Path) -> tuple[_Shown, list[str]] | None:
                   saved["success"], saved["l2"], saved["linf"]), names
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
 def figures(rows: Sequence[Row], out: Path) -> list[Block]:
     """Success-against-queries curves and picture grids per setting, then the target checks."""
     from gradfree.attacks.pictures import adversarial_grid, success_curves
@@ -134,7 +130,7 @@ def figures(rows: Sequence[Row], out: Path) -> list[Block]:
     blocks: list[Block] = [Heading("Attacks")]
     for setting, members in _by(ok, _setting).items():
         victim, norm, targeted, eps = setting
-        stem = _safe(f"attack_{victim}_{norm}_{'targeted' if targeted else 'untargeted'}_{eps}")
+        stem = file_part(f"attack_{victim}_{norm}_{'targeted' if targeted else 'untargeted'}_{eps}")
         curves: dict[str, tuple[list[int], list[float]]] = {}
         for label, trials in _by(members, lambda r: str(r.get("label"))).items():
             per_budget: dict[int, list[float]] = {}

@@ -4,14 +4,13 @@ trials wrote)."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gradfree.reports import plots
-from gradfree.reports.blocks import Block, Bullets, Figure, Heading, Paragraph, TableBlock
+from gradfree.reports.blocks import Block, Bullets, Figure, Heading, Paragraph, TableBlock, file_part
 from gradfree.reports.sections import REPORT_SECTIONS, Sections
 from gradfree.reports.summary import SPREAD, Row, Table, by_method, median_spread, metric
 
@@ -88,7 +87,7 @@ def _picture_beside_report(out: Path, row: Row, method: str) -> str | None:
     ``None`` when there is none. The grid is written into the trial's run folder, which results folders do not
     keep (``runs/`` holds checkpoints and weights); a copy beside the report survives, and redrawing the report
     from its rows alone reuses an earlier copy."""
-    name = f"detections_{re.sub(r'[^A-Za-z0-9_.-]+', '_', method)}.png"
+    name = f"detections_{file_part(method)}.png"
     picture = (row.get("artifacts") or {}).get("test_images")
     if picture:
         source = Path(str(picture))

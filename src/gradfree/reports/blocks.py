@@ -50,6 +50,12 @@ class Figure:
     caption: str
 
 
+def file_part(text: str) -> str:
+    """``text`` made safe inside a :class:`Figure`'s file name: every character but letters, digits, ``-``,
+    ``_`` and ``.`` becomes ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
 @dataclass(frozen=True)
 class Code:
     """Preformatted text; with a ``summary`` the HTML shows it folded under that line."""
