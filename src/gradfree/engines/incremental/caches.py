@@ -120,7 +120,9 @@ def build_outputs(n: int, c: int, y: Tensor, kind: RowLoss) -> Outputs:
 
 
 def workspace(c: int, n: int, k: int) -> Workspace:
-    """Scratch for up to ``k`` candidates per call on ``n`` rows of ``c`` outputs."""
+    """Scratch for up to ``k`` candidates per call on ``n`` rows of ``c`` outputs (for two at least: an accept
+    needs the rows of two)."""
+    k = max(k, 2)
     return Workspace(scratch=np.zeros((c + 1 + 2 * k, n)), mark=np.zeros(n, dtype=np.uint8),
                      gathered=np.zeros((k, n), dtype=np.int32))
 

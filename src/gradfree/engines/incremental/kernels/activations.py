@@ -26,7 +26,7 @@ from gradfree.engines.incremental.kernels.state import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def act(code: int, p0: float, p1: float, z: float) -> float:
     """The activation ``code`` (with parameters ``p0, p1``) at ``z``, as torch computes it."""
     if code == IDENTITY:
@@ -52,7 +52,7 @@ def act(code: int, p0: float, p1: float, z: float) -> float:
     return min(max(z, p0), p1)  # HARDTANH
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def unit_slope(code: int, p0: float, p1: float, zo: float, zn: float) -> float:
     """1 (or 0) when ``zo`` and ``zn`` lie on one piece of the activation where it is ``z`` (or constant),
     else -1: on such a piece the activation changes by exactly the pre-activation change (or not at all)."""
@@ -74,7 +74,7 @@ def unit_slope(code: int, p0: float, p1: float, zo: float, zn: float) -> float:
     return -1.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def apply_activation(code: int, p0: float, p1: float, z: np.ndarray, a: np.ndarray) -> None:
     """``a = act(z)`` elementwise (flat arrays), with the engine's own formula."""
     for k in range(z.shape[0]):

@@ -27,13 +27,13 @@ def plain(net: Net, outs: Outputs, inp: Inputs, work: Workspace) -> PlainState:
     return tuple(net), tuple(outs), tuple(inp), tuple(work)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def all_row_stats(outs: tuple) -> None:
     """:func:`.rows.all_row_stats`."""
     rows.all_row_stats(Outputs(*outs))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def try_values(layer: int, j: int, i: int, pos: int, values: np.ndarray, round32: bool, total: float,
                norm: float, losses: np.ndarray, net: tuple, outs: tuple, inp: tuple, work: tuple) -> None:
     """:func:`.softmax.try_values`."""
@@ -41,21 +41,21 @@ def try_values(layer: int, j: int, i: int, pos: int, values: np.ndarray, round32
                        Inputs(*inp), Workspace(*work))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def apply_rank1(layer: int, j: int, i: int, value: float, net: tuple, outs: tuple, inp: tuple,
                 work: tuple) -> None:
     """:func:`.softmax.apply_rank1`."""
     softmax.apply_rank1(layer, j, i, value, Net(*net), Outputs(*outs), Inputs(*inp), Workspace(*work))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def apply_weight(layer: int, j: int, i: int, value: float, net: tuple, outs: tuple, inp: tuple,
                  work: tuple) -> None:
     """:func:`.rows.apply_weight`, with the first scratch row for the input column."""
     rows.apply_weight(layer, j, i, value, Net(*net), Outputs(*outs), Inputs(*inp), Workspace(*work).scratch[0])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def greedy_pass(start: int, layers: np.ndarray, js: np.ndarray, iis: np.ndarray, poss: np.ndarray,
                 cands: np.ndarray, keep_current: bool, half_l2: float, round32: bool, total: float,
                 norm: float, losses: np.ndarray, choices: np.ndarray, max_accepts: int, rank1_layer: int,

@@ -21,7 +21,7 @@ from gradfree.engines.incremental.kernels.softmax import apply_rank1, try_values
 from gradfree.engines.incremental.kernels.state import Inputs, Net, Outputs, Workspace
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def greedy_pass(start: int, layers: np.ndarray, js: np.ndarray, iis: np.ndarray, poss: np.ndarray,
                 cands: np.ndarray, keep_current: bool, half_l2: float, round32: bool, total: float,
                 norm: float, losses: np.ndarray, choices: np.ndarray, max_accepts: int, rank1_layer: int,

@@ -12,7 +12,7 @@ from numba import njit
 from gradfree.engines.incremental.kernels.state import Inputs, Net
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def input_csc(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The fields ``(colptr, rows, vals, beta)`` of the :class:`~.state.Inputs` of features ``xt (F, N)`` (one
     row per feature): ``beta[f]`` is the most common of 0, the feature's minimum and its maximum (ties keep
@@ -55,7 +55,7 @@ def input_csc(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return colptr, rows, vals, beta
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def input_column(layer: int, i: int, n: int, net: Net, inp: Inputs, xcol: np.ndarray) -> float:
     """The input of weight ``W_layer[:, i]`` (``i < 0``: a bias) per row, into ``xcol (N,)``; returns the
     largest ``|input|``."""

@@ -24,7 +24,7 @@ from gradfree.engines.incremental.kernels.state import BIG, CHUNK, CROSS_ENTROPY
 # ------------------------------------------------------------------------------------------ row losses
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def row_stats(r: int, outs: Outputs) -> None:
     """Recompute the cached softmax, log-sum-exp and loss of row ``r`` from its outputs ``o[r]``."""
     o, p, p32, lse, lrow, y, t = outs.o, outs.p, outs.p32, outs.lse, outs.lrow, outs.y, outs.t
@@ -50,14 +50,14 @@ def row_stats(r: int, outs: Outputs) -> None:
     lrow[r] = lse[r] - o[y[r], r]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def all_row_stats(outs: Outputs) -> None:
     """:func:`row_stats` for every row."""
     for r in range(outs.o.shape[1]):
         row_stats(r, outs)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def row_loss(orow: np.ndarray, r: int, y: np.ndarray, t: np.ndarray, loss_kind: int) -> float:
     """The loss of row ``r`` were its outputs ``orow (C,)``, from scratch (max-shifted log-sum-exp)."""
     c = orow.shape[0]
@@ -76,7 +76,7 @@ def row_loss(orow: np.ndarray, r: int, y: np.ndarray, t: np.ndarray, loss_kind: 
     return mx + math.log(s) - orow[y[r]]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def row_sum(lrow: np.ndarray) -> float:
     """The summed row loss, in one fixed order (every path of the engine sums the same way)."""
     total = 0.0
@@ -85,7 +85,7 @@ def row_sum(lrow: np.ndarray) -> float:
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def log_product(s: np.ndarray, count: int) -> float:
     """``sum(log(s[:count]))`` as logs of products of :data:`CHUNK` terms (each in ``[e^-30, e^30]``)."""
     total = 0.0
@@ -101,7 +101,7 @@ def log_product(s: np.ndarray, count: int) -> float:
 # ------------------------------------------------------------------------------------------ the network
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def forward_row_from(l: int, j: int, r: int, da: float, n: int, net: Net, buf: np.ndarray,
                      store: bool) -> None:
     """Row ``r``'s outputs when unit ``j`` of hidden layer ``l`` changes by ``da``, into ``buf[0, :C]``.
@@ -155,7 +155,7 @@ def forward_row_from(l: int, j: int, r: int, da: float, n: int, net: Net, buf: n
 # ------------------------------------------------------------------------------------------ try, accept
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def try_rows(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: Net, outs: Outputs,
              inp: Inputs, xcol: np.ndarray) -> None:
     """Change of the summed row loss, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) changes by
@@ -192,7 +192,7 @@ def try_rows(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, ne
         out[k] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def apply_weight(layer: int, j: int, i: int, value: float, net: Net, outs: Outputs, inp: Inputs,
                  xcol: np.ndarray) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) to ``value`` and update the caches of every row the

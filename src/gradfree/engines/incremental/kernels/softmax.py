@@ -43,7 +43,7 @@ SMALL = 0.1
 """Largest ``|exponent|`` for which the float32 softmax copy and the expm1 polynomials are used."""
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _expm1_6(t: float) -> float:
     """``exp(t) - 1`` for ``|t| <= 0.02``, absolute error under 3e-16 (Taylor to degree 7, Horner)."""
     s = t * (1.0 / 5040.0) + (1.0 / 720.0)
@@ -55,7 +55,7 @@ def _expm1_6(t: float) -> float:
     return s * t
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _expm1_9(t: float) -> float:
     """``exp(t) - 1`` for ``|t| <= 0.1``, absolute error under 3e-16 (Taylor to degree 10)."""
     s = t * (1.0 / 3628800.0) + (1.0 / 362880.0)
@@ -70,7 +70,7 @@ def _expm1_9(t: float) -> float:
     return s * t
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _add_weighted_expm1(s: np.ndarray, g: np.ndarray, x: np.ndarray, scale: float, tmax: float,
                         count: int) -> None:
     """``s[:count] += g[:count] * expm1(scale * x[:count])`` given ``|scale * x| <= tmax <= SMALL``."""
@@ -82,7 +82,7 @@ def _add_weighted_expm1(s: np.ndarray, g: np.ndarray, x: np.ndarray, scale: floa
             s[idx] += g[idx] * _expm1_9(x[idx] * scale)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _exp14(t: float) -> float:
     """``exp(t)`` for ``|t| <= 0.5``, relative error about 1e-16 (Taylor to degree 14, Horner)."""
     s = t * (1.0 / 87178291200.0) + (1.0 / 6227020800.0)
@@ -101,7 +101,7 @@ def _exp14(t: float) -> float:
     return s * t + 1.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _log_near1(s: float) -> float:
     """``log(s)`` for ``|s - 1| <= 0.12``, relative error about 1e-16: ``2 atanh(u)`` with
     ``u = (s - 1) / (s + 1)``, ``|u| <= 0.057``, to ``u^15``."""
@@ -117,7 +117,7 @@ def _log_near1(s: float) -> float:
     return 2.0 * u * a
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rank1_exact(o: np.ndarray, r: int, da: float, w: np.ndarray, y: np.ndarray, t: np.ndarray,
                  lrow: np.ndarray, orow: np.ndarray) -> float:
     """Loss change of row ``r`` when its logits move by ``da * w``, from the logits (any step size)."""
@@ -126,7 +126,7 @@ def _rank1_exact(o: np.ndarray, r: int, da: float, w: np.ndarray, y: np.ndarray,
     return row_loss(orow, r, y, t, CROSS_ENTROPY) - lrow[r]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarray, y: np.ndarray, cb0: float,
                           cb1: float, fast0: bool, fast1: bool, s0: np.ndarray, s1: np.ndarray,
                           gathered: np.ndarray, da_k: np.ndarray, m0: int, m1: int) -> tuple[float, float, int, int]:
@@ -179,7 +179,103 @@ def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarr
     return tot0 + math.log(pr0) - cb0 * ys0, tot1 + math.log(pr1) - cb1 * ys1, m0, m1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
+def _log1p_small(s: float) -> float:
+    """``log(1 + s)`` for ``|s| <= 0.12``: :func:`_log_near1` without rounding ``1 + s`` first."""
+    u = s / (2.0 + s)
+    u2 = u * u
+    a = u2 * (1.0 / 15.0) + (1.0 / 13.0)
+    a = a * u2 + (1.0 / 11.0)
+    a = a * u2 + (1.0 / 9.0)
+    a = a * u2 + (1.0 / 7.0)
+    a = a * u2 + (1.0 / 5.0)
+    a = a * u2 + (1.0 / 3.0)
+    a = a * u2 + 1.0
+    return 2.0 * u * a
+
+
+@njit(cache=True, error_model="numpy")
+def _sum4(a: np.ndarray, count: int) -> float:
+    """``sum(a[:count])`` in four interleaved partial sums (a fixed order the compiler can vectorise)."""
+    a0 = a1 = a2 = a3 = 0.0
+    stop = count - count % 4
+    for r in range(0, stop, 4):
+        a0 += a[r]
+        a1 += a[r + 1]
+        a2 += a[r + 2]
+        a3 += a[r + 3]
+    for r in range(stop, count):
+        a0 += a[r]
+    return (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True, error_model="numpy")
+def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, d0: float, d1: float, mark: np.ndarray,
+                   gathered: np.ndarray, da_k: np.ndarray) -> tuple[int, int]:
+    """Step 1 of :func:`try_rank1` for two candidates and a ReLU unit: mark the rows with their own input
+    and gather, per candidate, those whose activation changes. Returns the two counts."""
+    m0 = m1 = 0
+    g0, g1, e0, e1 = gathered[0], gathered[1], da_k[0], da_k[1]
+    for idx in range(rows.shape[0]):
+        r = rows[idx]
+        xin = vals[idx]
+        mark[r] = 1
+        zo = ztj[r]
+        ao = zo if zo > 0.0 else 0.0
+        z0 = zo + d0 * xin
+        z1 = zo + d1 * xin
+        da0 = (z0 if z0 > 0.0 else 0.0) - ao
+        da1 = (z1 if z1 > 0.0 else 0.0) - ao
+        if da0 != 0.0:
+            g0[m0] = r
+            e0[m0] = da0
+            m0 += 1
+        if da1 != 0.0:
+            g1[m1] = r
+            e1[m1] = da1
+            m1 += 1
+    return m0, m1
+
+
+@njit(cache=True, error_model="numpy")
+def _relu_shared_logs(n: int, mark: np.ndarray, ztj: np.ndarray, wy: np.ndarray, cb: float, sk: np.ndarray,
+                      terms: np.ndarray) -> float:
+    """The summed loss change of the background rows of a ReLU unit that stay active under the shared move
+    ``cb`` (``log s_r - cb w[y_r]``, with ``s_r = 1 + sk[r]``), branch-free so that it vectorises; ``wy[r]`` is
+    ``w[y_r]`` and ``terms`` scratch."""
+    for r in range(n):
+        zo = ztj[r]
+        zn = zo + cb
+        on = (mark[r] == 0) & (zo > 0.0) & (zn > 0.0)
+        v = _log1p_small(sk[r]) - cb * wy[r]
+        terms[r] = v if on else 0.0
+    return _sum4(terms, n)
+
+
+@njit(cache=True, error_model="numpy")
+def _relu_crossing_pair(n: int, mark: np.ndarray, ztj: np.ndarray, cb0: float, cb1: float, gathered: np.ndarray,
+                        da_k: np.ndarray, m0: int, m1: int) -> tuple[int, int]:
+    """The background rows of a ReLU unit that cross the kink under the shared moves ``cb0``, ``cb1``: gathered
+    per candidate after the ``m0``, ``m1`` rows gathered before, with their activation change. Returns the counts."""
+    for r in range(n):
+        if mark[r] != 0:
+            continue
+        zo = ztj[r]
+        ao = zo if zo > 0.0 else 0.0
+        z0 = zo + cb0
+        z1 = zo + cb1
+        if (zo > 0.0) != (z0 > 0.0):
+            gathered[0, m0] = r
+            da_k[0, m0] = (z0 if z0 > 0.0 else 0.0) - ao
+            m0 += 1
+        if (zo > 0.0) != (z1 > 0.0):
+            gathered[1, m1] = r
+            da_k[1, m1] = (z1 if z1 > 0.0 else 0.0) - ao
+            m1 += 1
+    return m0, m1
+
+
+@njit(cache=True, error_model="numpy")
 def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: Net, outs: Outputs,
               inp: Inputs, work: Workspace) -> None:
     """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
@@ -216,6 +312,10 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     # 1. rows with their own input: a hidden input's non-zero rows, or the network input's listed rows
     count = n if dense else stop - start
     prev = h_off[layer - 1] + i * n if dense else 0
+    if kk == 2 and code == RELU and not dense:  # RSO's case, with the counters in registers
+        m[0], m[1] = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, deltas[0], deltas[1], mark,
+                                    gathered, da_k)
+        count = 0
     for idx in range(count):
         if dense:
             r = idx
@@ -264,7 +364,15 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                         sk, uk = s_k[k], u[k, q]
                         for r in range(n):
                             sk[r] += pq[r] * uk
-        if kk == 2 and code == RELU:  # RSO's case, with accumulators the compiler keeps in registers
+        if kk == 2 and code == RELU and fast[0] and fast[1]:  # RSO's case: vectorised sums of logs
+            wy, terms = g[0], g[1]
+            for r in range(n):
+                wy[r] = w[y[r]]
+            total[0] = _relu_shared_logs(n, mark, ztj, wy, cb[0], s_k[0], terms)
+            total[1] = _relu_shared_logs(n, mark, ztj, wy, cb[1], s_k[1], terms)
+            m[0], m[1] = _relu_crossing_pair(n, mark, ztj, cb[0], cb[1], gathered, da_k, m[0], m[1])
+            kk_rows = 0
+        elif kk == 2 and code == RELU:  # with accumulators the compiler keeps in registers
             total[0], total[1], m[0], m[1] = _relu_background_pair(
                 n, mark, ztj, w, y, cb[0], cb[1], fast[0], fast[1], s_k[0], s_k[1], gathered, da_k, m[0], m[1])
             kk_rows = 0
@@ -340,7 +448,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
             out[k] = total[k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Outputs, inp: Inputs,
                 work: Workspace) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden layer to ``value`` and update the
@@ -464,12 +572,15 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
         for r in range(n):
             s[r] = 1.0 / s[r] if msk[r] != 0.0 else 1.0  # s now holds 1/s, and 1 on unchanged rows
         for q in range(c):
-            pq, p32q, oq, eq, step = p[q], p32[q], o[q], e[q], cb * w[q]
+            pq, p32q, eq = p[q], p32[q], e[q]
             for r in range(n):
                 on = msk[r] != 0.0
                 pq[r] = pq[r] * (eq * s[r]) if on else pq[r]
                 p32q[r] = pq[r]
-                oq[r] = oq[r] + step if on else oq[r]
+        for q in range(c):  # a loop of its own: beside p (also float64) the compiler would not vectorise it
+            oq, step = o[q], cb * w[q]
+            for r in range(n):
+                oq[r] += step * msk[r]  # + 0.0 on the other rows: unchanged
         if abs(cb) * wmax <= SMALL:  # every 1/s is in [e^-0.1, e^0.1]: branch-free, vectorised logs
             for r in range(n):
                 lse[r] -= _log_near1(s[r])  # s holds 1/s (log s = -log(1/s)), and 1 (log 0) on other rows
@@ -478,8 +589,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
                 if msk[r] != 0.0:
                     lse[r] -= math.log(s[r])
         for r in range(n):
-            if msk[r] != 0.0:
-                lrow[r] = lse[r] - o[y[r], r]
+            lrow[r] = lse[r] - o[y[r], r] if msk[r] != 0.0 else lrow[r]
     # 3. rows with their own change: exponentials in vectorised loops, then row by row
     dmax = 0.0
     for idx in range(m):
@@ -493,17 +603,26 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
             else:
                 for idx in range(m):
                     gq[idx] = math.exp(da_own[idx] * wq)
+        # class by class (a row's classes lie N apart), with the same arithmetic as row by row
+        sr, inv = s, msk
         for idx in range(m):
-            r, da = own[idx], da_own[idx]
-            sr = 0.0
-            for q in range(c):
-                sr += p[q, r] * g[q, idx]
-            inv = 1.0 / sr
-            for q in range(c):
-                p[q, r] *= g[q, idx] * inv
-                p32[q, r] = p[q, r]
-                o[q, r] += da * w[q]
-            lse[r] += _log_near1(sr) if abs(sr - 1.0) <= 0.12 else math.log(sr)
+            sr[idx] = 0.0
+        for q in range(c):
+            pq, gq = p[q], g[q]
+            for idx in range(m):
+                sr[idx] += pq[own[idx]] * gq[idx]
+        for idx in range(m):
+            inv[idx] = 1.0 / sr[idx]
+        for q in range(c):
+            pq, p32q, oq, gq, wq = p[q], p32[q], o[q], g[q], w[q]
+            for idx in range(m):
+                r = own[idx]
+                pq[r] *= gq[idx] * inv[idx]
+                p32q[r] = pq[r]
+                oq[r] += da_own[idx] * wq
+        for idx in range(m):
+            r, v = own[idx], sr[idx]
+            lse[r] += _log_near1(v) if abs(v - 1.0) <= 0.12 else math.log(v)
             lrow[r] = lse[r] - o[y[r], r]
     else:
         for idx in range(m):
@@ -514,7 +633,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
     weights[widx] = value
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: Net, outs: Outputs,
                inp: Inputs, work: Workspace) -> None:
     """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
@@ -558,7 +677,7 @@ def try_output(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, 
             out[k] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def try_values(layer: int, j: int, i: int, pos: int, values: np.ndarray, round32: bool, total: float,
                norm: float, losses: np.ndarray, net: Net, outs: Outputs, inp: Inputs, work: Workspace) -> None:
     """Losses ``losses[k]`` (the mean row loss) with weight ``W_layer[j, i]`` (``i < 0``: bias ``j``), at

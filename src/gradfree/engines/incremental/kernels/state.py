@@ -102,8 +102,8 @@ class Workspace(NamedTuple):
     calls, except :attr:`mark`)."""
 
     scratch: np.ndarray
-    """``(C + 1 + 2K, N)`` float64: gathered softmax columns, one temporary row, and per candidate a row of
-    ratios and a row of changes."""
+    """``(C + 1 + 2K, N)`` float64, ``K >= 2``: gathered softmax columns, one temporary row, and per candidate a
+    row of ratios and a row of changes (an accept uses the three rows after the first ``C`` as temporaries)."""
     mark: np.ndarray
     """``(N,)`` uint8: rows with their own input, marked during a call; all zeros between calls."""
     gathered: np.ndarray
