@@ -125,15 +125,16 @@ def _git_revision() -> str:
         return "unknown"
 
 
-def run(name: str, values: Mapping[str, Any]) -> float:
-    """Execute tutorial ``name`` from its twin with ``values`` and write ``{name}.ipynb``; returns seconds."""
+def run(name: str, values: Mapping[str, Any], *, timeout: int = 1800) -> float:
+    """Execute tutorial ``name`` from its twin with ``values`` (``timeout``: seconds a cell may take) and write
+    ``{name}.ipynb``; returns seconds."""
     import jupytext
     import nbformat
 
     notebook = with_parameters(read_twin(name), values)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"gradfree-{name}-") as cwd:
-        execute(notebook, cwd=cwd)
+        execute(notebook, cwd=cwd, timeout=timeout)
     seconds = time.perf_counter() - started
     notebook.metadata[META] = {"parameters": {**parameters_of(notebook), **values}, "seconds": round(seconds, 1),
                                "executed": datetime.date.today().isoformat(), "git": _git_revision(),
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("names", nargs="+", help="tutorial names (NN-name, or NN) or 'all'")
     run_parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                             help="a parameter, as a Python literal (repeatable), e.g. SIZE='\"medium\"'")
+    run_parser.add_argument("--timeout", type=int, default=1800,
+                            help="seconds one cell may run (default 1800; 02 at full size needs about 3000)")
     sub.add_parser("check", help="check that twins match their notebooks and every notebook ran cleanly")
     args = parser.parse_args(argv)
     if args.command == "check":
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         next((t for t in tutorials() if t == n or t.startswith(f"{n}-")), n) for n in args.names]
     for name in names:
         print(f"{name}: running ...", flush=True)
-        print(f"{name}: {run(name, values):.0f} s", flush=True)
+        print(f"{name}: {run(name, values, timeout=args.timeout):.0f} s", flush=True)
     return 0
 
 
