@@ -116,8 +116,8 @@ def test_mnist_shaped_mlp_matches_forward_for_every_layer(background: float) -> 
 
 
 def test_relu_pairs_of_small_and_large_steps_match_forward() -> None:
-    """RSO's two candidates take the vectorised path when both steps are small, and the general one when
-    either is large; every pairing agrees with a forward pass (float64 of the float32 weights)."""
+    """RSO's two candidates (and a single one) take the vectorised path when the steps are small, and the
+    general one when any is large; every pairing agrees with a forward pass (float64 of the float32 weights)."""
     model = relu_mlp([784, 32, 10], seed=30)
     x = sparse_images(120, 784, seed=31, background=-0.4242).view(120, 1, 28, 28)
     y = torch.randint(0, 10, (120,), generator=torch.Generator().manual_seed(32))
@@ -129,6 +129,7 @@ def test_relu_pairs_of_small_and_large_steps_match_forward() -> None:
         for a, b in ((0.01, -0.01), (0.01, 3.0), (-2.0, 0.004), (1.5, -1.5)):
             values = torch.tensor([w + a, w + b])
             got = ev.try_values(index, values).tolist()
+            assert ev.try_values(index, values[1:]).tolist() == pytest.approx(got[1:], abs=1e-12)
             for v, loss in zip(values.tolist(), got, strict=True):
                 want = forward_loss(model, F.cross_entropy, x, y, dtype=torch.float64, change=(index, v), flat=flat)
                 assert loss == pytest.approx(want, abs=1e-8), (index, a, b)

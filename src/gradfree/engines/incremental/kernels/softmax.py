@@ -210,10 +210,11 @@ def _sum4(a: np.ndarray, count: int) -> float:
 
 
 @njit(cache=True, error_model="numpy")
-def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, d0: float, d1: float, mark: np.ndarray,
-                   gathered: np.ndarray, da_k: np.ndarray) -> tuple[int, int]:
-    """Step 1 of :func:`try_rank1` for two candidates and a ReLU unit: mark the rows with their own input
-    and gather, per candidate, those whose activation changes. Returns the two counts."""
+def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, d0: float, d1: float, two: bool,
+                   mark: np.ndarray, gathered: np.ndarray, da_k: np.ndarray) -> tuple[int, int]:
+    """Step 1 of :func:`try_rank1` for one or (``two``) two candidates and a ReLU unit: mark the rows with their
+    own input and gather, per candidate, those whose activation changes. Returns the counts (0 for a second
+    candidate that is not there)."""
     m0 = m1 = 0
     g0, g1, e0, e1 = gathered[0], gathered[1], da_k[0], da_k[1]
     for idx in range(rows.shape[0]):
@@ -230,7 +231,7 @@ def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, d0: floa
             g0[m0] = r
             e0[m0] = da0
             m0 += 1
-        if da1 != 0.0:
+        if two and da1 != 0.0:
             g1[m1] = r
             e1[m1] = da1
             m1 += 1
@@ -253,10 +254,11 @@ def _relu_shared_logs(n: int, mark: np.ndarray, ztj: np.ndarray, wy: np.ndarray,
 
 
 @njit(cache=True, error_model="numpy")
-def _relu_crossing_pair(n: int, mark: np.ndarray, ztj: np.ndarray, cb0: float, cb1: float, gathered: np.ndarray,
-                        da_k: np.ndarray, m0: int, m1: int) -> tuple[int, int]:
-    """The background rows of a ReLU unit that cross the kink under the shared moves ``cb0``, ``cb1``: gathered
-    per candidate after the ``m0``, ``m1`` rows gathered before, with their activation change. Returns the counts."""
+def _relu_crossing_pair(n: int, mark: np.ndarray, ztj: np.ndarray, cb0: float, cb1: float, two: bool,
+                        gathered: np.ndarray, da_k: np.ndarray, m0: int, m1: int) -> tuple[int, int]:
+    """The background rows of a ReLU unit that cross the kink under the shared moves ``cb0`` (and with ``two``,
+    ``cb1``): gathered per candidate after the ``m0``, ``m1`` rows gathered before, with their activation change.
+    Returns the counts."""
     for r in range(n):
         if mark[r] != 0:
             continue
@@ -268,7 +270,7 @@ def _relu_crossing_pair(n: int, mark: np.ndarray, ztj: np.ndarray, cb0: float, c
             gathered[0, m0] = r
             da_k[0, m0] = (z0 if z0 > 0.0 else 0.0) - ao
             m0 += 1
-        if (zo > 0.0) != (z1 > 0.0):
+        if two and (zo > 0.0) != (z1 > 0.0):
             gathered[1, m1] = r
             da_k[1, m1] = (z1 if z1 > 0.0 else 0.0) - ao
             m1 += 1
@@ -312,9 +314,12 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     # 1. rows with their own input: a hidden input's non-zero rows, or the network input's listed rows
     count = n if dense else stop - start
     prev = h_off[layer - 1] + i * n if dense else 0
-    if kk == 2 and code == RELU and not dense:  # RSO's case, with the counters in registers
-        m[0], m[1] = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, deltas[0], deltas[1], mark,
-                                    gathered, da_k)
+    if kk <= 2 and code == RELU and not dense:  # RSO's case (and one candidate), with the counters in registers
+        m0, m1 = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, deltas[0], deltas[kk - 1], kk == 2, mark,
+                                gathered, da_k)
+        m[0] = m0
+        if kk == 2:
+            m[1] = m1
         count = 0
     for idx in range(count):
         if dense:
@@ -364,13 +369,16 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                         sk, uk = s_k[k], u[k, q]
                         for r in range(n):
                             sk[r] += pq[r] * uk
-        if kk == 2 and code == RELU and fast[0] and fast[1]:  # RSO's case: vectorised sums of logs
-            wy, terms = g[0], g[1]
+        if kk <= 2 and code == RELU and fast[0] and fast[kk - 1]:  # RSO's case (or one): vectorised sums of logs
+            wy, terms = g[0], e  # free until step 3
             for r in range(n):
                 wy[r] = w[y[r]]
-            total[0] = _relu_shared_logs(n, mark, ztj, wy, cb[0], s_k[0], terms)
-            total[1] = _relu_shared_logs(n, mark, ztj, wy, cb[1], s_k[1], terms)
-            m[0], m[1] = _relu_crossing_pair(n, mark, ztj, cb[0], cb[1], gathered, da_k, m[0], m[1])
+            for k in range(kk):
+                total[k] = _relu_shared_logs(n, mark, ztj, wy, cb[k], s_k[k], terms)
+            m0, m1 = _relu_crossing_pair(n, mark, ztj, cb[0], cb[kk - 1], kk == 2, gathered, da_k, m[0], m[kk - 1])
+            m[0] = m0
+            if kk == 2:
+                m[1] = m1
             kk_rows = 0
         elif kk == 2 and code == RELU:  # with accumulators the compiler keeps in registers
             total[0], total[1], m[0], m[1] = _relu_background_pair(
