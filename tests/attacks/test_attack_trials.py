@@ -69,6 +69,16 @@ def test_the_suites_cover_every_attack_goal_and_norm_with_unique_keys() -> None:
                 for method in ATTACKS.names():
                     norms = {s.norm for s in main if s.targeted == targeted and s.method == method}
                     assert norms == set(ATTACKS.get(method).norms), (method, norms)
+            # ours at ART's best settings beside every ART trial at them: same images, c, iterations
+            art = sorted((s for s in main if s.method == "art-zoo" and s.options["settings"] != "defaults"),
+                         key=lambda s: (s.seed, s.targeted))
+            ours = sorted((s for s in main if s.method == "zoo-adam" and s.options["binary_steps"] == 1),
+                          key=lambda s: (s.seed, s.targeted))
+            assert len(art) == len(ours) == 2 * len({s.seed for s in main})
+            for a, z in zip(art, ours, strict=True):
+                assert (a.seed, a.targeted, a.images) == (z.seed, z.targeted, z.images)
+                assert z.options["initial_const"] == a.options["settings"]["initial_const"] == 10.0
+                assert z.options["iterations"] == a.options["settings"]["max_iter"]
             seeds = {s.seed for s in main}
             assert seeds == ({0} if size == "quick" else {0, 1, 2})
             assert all(s.victim_seed == s.seed for s in main)

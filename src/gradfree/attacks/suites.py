@@ -5,7 +5,8 @@ Adam once per seed and cached; each seed trains its own) with:
 
 * **minimal L2**: ZOO-ADAM and ZOO-Newton (Chen et al. 2017), white-box C&W-L2 (the distortion ZOO is judged
   against, on the same images) and ART's ``ZooAttack`` at its best settings and at its defaults (the library
-  users would pick instead, same model and images);
+  users would pick instead, same model and images), and ZOO-ADAM at ART's best settings
+  (:data:`ZOO_AT_ART_SETTINGS`: the wall-time comparison at equal work);
 * **eps-bounded, L-inf** (0.3 on MNIST, 8/255 on CIFAR-10) and **L2** (2.0 and 0.5): NES, ZO-signSGD (L-inf),
   Bandits-TD, Square, the label-only HopSkipJump and white-box PGD, at one query budget per image;
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradfree.attacks.peers import ART_BEST
 from gradfree.attacks.trials import AttackSpec
 from gradfree.experiments.suite import SUITES, Size, Trial
 
@@ -45,6 +47,13 @@ ZOO_OPTIONS: dict[str, dict[str, Any]] = {
     "cifar10": {"tanh": False, "initial_const": 0.01, "binary_steps": 6, "iterations": 200, "lr": 0.003,
                 "early_stop_every": 50},
 }
+ZOO_AT_ART_SETTINGS = {"tanh": False, "initial_const": 10.0, "binary_steps": 1, "iterations": 100, "lr": 0.01,
+                       "coordinates": 128, "h": 1e-4, "confidence": 0.0}
+"""ZOO-ADAM set as ART's ``ZooAttack`` is at :data:`~gradfree.attacks.peers.ART_BEST` (ART's defaults
+otherwise): ``c = 10``, one search step (``binary_search_steps=1``), 100 iterations (``max_iter``) of 128
+coordinates (``nb_parallel``), ``lr = 0.01`` (``learning_rate``), ``h = 1e-4`` (``variable_h``),
+``confidence = 0``, the projection onto the box, early abort on: "the same settings" of the issue's wall-time
+comparison."""
 
 
 def _plan(size: Size) -> dict[str, Any]:
@@ -82,8 +91,10 @@ def attack_trials(victim: str, task: str, size: Size, *, eps_linf: float, eps_l2
                                      images=few, options=zoo, **common))
             trials.append(_trial("cw-l2", g, method="cw-l2", targeted=targeted, norm="l2", eps=None, queries=None,
                                  images=few, options=dict(p["cw"]), **common))
-            for name, settings in (("best", {"initial_const": 10.0, "max_iter": 100, "use_resize": False}),
-                                   ("defaults", {})):
+            at_art = {**ZOO_AT_ART_SETTINGS, **({"iterations": p["art"]["max_iter"]} if "max_iter" in p["art"] else {})}
+            trials.append(_trial("zoo-adam (ART's settings)", g, method="zoo-adam", targeted=targeted, norm="l2",
+                                 eps=None, queries=None, images=few, options=at_art, **common))
+            for name, settings in (("best", ART_BEST), ("defaults", {})):
                 chosen = {**settings, **p["art"]} if name == "best" else "defaults"
                 trials.append(_trial(f"art-zoo ({name})", g, method="art-zoo", targeted=targeted, norm="l2",
                                      eps=None, queries=None, images=few,
