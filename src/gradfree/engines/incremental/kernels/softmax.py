@@ -17,7 +17,12 @@ for the caches):
   (exp(da w_c) - 1)`` lies in ``[0.9, 1.11]`` and float32 ``p`` changes it by at most ``6e-8 * 0.11``, so a
   row's loss is exact to about 1e-8 of its change, while the pass reads half the memory. Larger steps use
   the float64 softmax; steps with an exponent beyond ``BIG`` recompute the row from its logits.
-* The logs of many rows are taken as one log of the product of their ``s``.
+* **Logs.** For a ReLU unit with one or two candidates (RSO's case) the background rows' ``log s_r`` are
+  polynomials (``2 atanh``), masked and summed in four fixed lanes, so that the loop vectorises; elsewhere the
+  logs of many rows are taken as one log of the product of their ``s``.
+* **Accepts** keep the loops over all rows free of anything that stops the compiler vectorising them: the
+  logits are updated in a loop of their own (beside the float64 softmax in the same loop, it was not
+  vectorised), and divisions carry no zero check (:mod:`gradfree.engines.incremental.kernels`).
 
 :func:`try_values` is the entry point of every try (it dispatches to :func:`try_output`, :func:`try_rank1` or
 the general :func:`~gradfree.engines.incremental.kernels.rows.try_rows`); :func:`apply_rank1` accepts a
