@@ -113,7 +113,7 @@ def build_outputs(n: int, c: int, y: Tensor, kind: RowLoss) -> Outputs:
     ce = kind == "cross_entropy"
     y = y.detach().cpu()
     return Outputs(o=np.zeros((c, n)), p=np.zeros((c, n) if ce else (c, 0)),
-                   p32=np.zeros((c, n) if ce else (c, 0), np.float32), lse=np.zeros(n), lrow=np.zeros(n),
+                   p32=np.zeros((c, n) if ce else (c, 0), np.float32), lrow=np.zeros(n),
                    y=y.to(torch.int32).numpy() if ce else np.zeros(0, np.int32),
                    t=np.zeros((c, 0)) if ce else y.to(torch.float64).t().contiguous().numpy(),
                    loss_kind=CROSS_ENTROPY if ce else SQUARED_ERROR)

@@ -27,7 +27,7 @@ from gradfree.engines.incremental.kernels.state import BIG, CHUNK, CROSS_ENTROPY
 @njit(cache=True, error_model="numpy")
 def row_stats(r: int, outs: Outputs) -> None:
     """Recompute the cached softmax, log-sum-exp and loss of row ``r`` from its outputs ``o[r]``."""
-    o, p, p32, lse, lrow, y, t = outs.o, outs.p, outs.p32, outs.lse, outs.lrow, outs.y, outs.t
+    o, p, p32, lrow, y, t = outs.o, outs.p, outs.p32, outs.lrow, outs.y, outs.t
     loss_kind = outs.loss_kind
     c = o.shape[0]
     if loss_kind == SQUARED_ERROR:
@@ -43,11 +43,11 @@ def row_stats(r: int, outs: Outputs) -> None:
     s = 0.0
     for m in range(c):
         s += math.exp(o[m, r] - mx)
-    lse[r] = mx + math.log(s)
+    lse = mx + math.log(s)
     for m in range(c):
-        p[m, r] = math.exp(o[m, r] - lse[r])
+        p[m, r] = math.exp(o[m, r] - lse)
         p32[m, r] = p[m, r]
-    lrow[r] = lse[r] - o[y[r], r]
+    lrow[r] = lse - o[y[r], r]
 
 
 @njit(cache=True, error_model="numpy")
@@ -197,12 +197,12 @@ def apply_weight(layer: int, j: int, i: int, value: float, net: Net, outs: Outpu
                  xcol: np.ndarray) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) to ``value`` and update the caches of every row the
     change touches: an output weight moves one logit (cross-entropy updates its softmax multiplicatively,
-    ``p_c <- p_c exp(dz [c = j]) / s``, ``lse <- lse + log s``); a hidden weight's rows are recomputed from
+    ``p_c <- p_c exp(dz [c = j]) / s``, loss ``+ log s - dz [y = j]``); a hidden weight's rows are recomputed from
     the changed unit on, and their loss from their outputs. (A last-hidden-layer weight under cross-entropy
     goes to :func:`gradfree.engines.incremental.kernels.softmax.apply_rank1` instead.)"""
     widths, weights, w_off, b_off, zt, at, h_off = (net.widths, net.weights, net.w_off, net.b_off, net.zt,
                                                     net.at, net.h_off)
-    o, p, p32, lse, lrow, y = outs.o, outs.p, outs.p32, outs.lse, outs.lrow, outs.y
+    o, p, p32, lrow, y = outs.o, outs.p, outs.p32, outs.lrow, outs.y
     c, n = o.shape[0], o.shape[1]
     num_layers = widths.shape[0] - 1
     widx = b_off[layer] + j if i < 0 else w_off[layer] + j * widths[layer] + i
@@ -226,8 +226,7 @@ def apply_weight(layer: int, j: int, i: int, value: float, net: Net, outs: Outpu
                 for q in range(c):
                     p[q, r] *= (ej if q == j else 1.0) * inv
                     p32[q, r] = p[q, r]
-                lse[r] += math.log(s)
-                lrow[r] = lse[r] - o[y[r], r]
+                lrow[r] += math.log(s) - (dz if y[r] == j else 0.0)
             else:
                 row_stats(r, outs)
         weights[widx] = value

@@ -3,7 +3,7 @@
 For a weight of the last hidden layer (``W_l[j, i]`` with ``l = L - 2``) a changed unit ``j`` changes the
 logits of row ``r`` by ``da_r * w`` with ``w = W_{L-1}[:, j]``, and its cross-entropy by
 ``log(s_r) - da_r * w[y_r]`` where ``s_r = sum_c p_rc exp(da_r * w_c)`` and ``p`` is the cached softmax
-(``lse`` moves by ``log s_r``). For a weight of the output layer only logit ``j`` moves, by ``dz_r``, and
+(its log-sum-exp moves by ``log s_r``). For a weight of the output layer only logit ``j`` moves, by ``dz_r``, and
 ``s_r = 1 + p_rj (exp(dz_r) - 1)``. What makes these fast (see :mod:`gradfree.engines.incremental.kernels.state`
 for the caches):
 
@@ -466,7 +466,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
                 work: Workspace) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden layer to ``value`` and update the
     caches: the unit's pre-activations and activations, and for every changed row its logits (``+ da w``),
-    softmax (``p_c <- p_c exp(da w_c) / s``, float64 and the float32 copy), log-sum-exp (``+ log s``) and loss.
+    softmax (``p_c <- p_c exp(da w_c) / s``, float64 and the float32 copy) and loss (``+ log s - da w[y]``).
 
     Background rows on the linear piece share ``exp(cb w)``: they are updated in SIMD loops over all rows
     (a mask keeps the others unchanged, multiplying by exactly 1); the rows with their own change get their
@@ -475,7 +475,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
     """
     widths, weights, w_off, b_off = net.widths, net.weights, net.w_off, net.b_off
     zt, at, h_off = net.zt, net.at, net.h_off
-    o, p, p32, lse, lrow, y = outs.o, outs.p, outs.p32, outs.lse, outs.lrow, outs.y
+    o, p, p32, lrow, y = outs.o, outs.p, outs.p32, outs.lrow, outs.y
     colptr, rows, vals, beta = inp.colptr, inp.rows, inp.vals, inp.beta
     scratch, mark, gathered = work.scratch, work.mark, work.gathered
     c, n = o.shape[0], o.shape[1]
@@ -594,15 +594,14 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
             oq, step = o[q], cb * w[q]
             for r in range(n):
                 oq[r] += step * msk[r]  # + 0.0 on the other rows: unchanged
+        # the loss moves by log s - cb w[y]; s holds 1/s (log s = -log(1/s)), and 1 (log 0) on other rows
         if abs(cb) * wmax <= SMALL:  # every 1/s is in [e^-0.1, e^0.1]: branch-free, vectorised logs
             for r in range(n):
-                lse[r] -= _log_near1(s[r])  # s holds 1/s (log s = -log(1/s)), and 1 (log 0) on other rows
+                lrow[r] -= _log_near1(s[r]) + msk[r] * (cb * w[y[r]])
         else:
             for r in range(n):
                 if msk[r] != 0.0:
-                    lse[r] -= math.log(s[r])
-        for r in range(n):
-            lrow[r] = lse[r] - o[y[r], r] if msk[r] != 0.0 else lrow[r]
+                    lrow[r] -= math.log(s[r]) + cb * w[y[r]]
     # 3. rows with their own change: exponentials in vectorised loops, then row by row
     dmax = 0.0
     for idx in range(m):
@@ -635,8 +634,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
                 oq[r] += da_own[idx] * wq
         for idx in range(m):
             r, v = own[idx], sr[idx]
-            lse[r] += _log_near1(v) if abs(v - 1.0) <= 0.12 else math.log(v)
-            lrow[r] = lse[r] - o[y[r], r]
+            lrow[r] += (_log_near1(v) if abs(v - 1.0) <= 0.12 else math.log(v)) - da_own[idx] * w[y[r]]
     else:
         for idx in range(m):
             r = own[idx]

@@ -63,7 +63,7 @@ class Net(NamedTuple):
 
 class Outputs(NamedTuple):
     """The output side, class-major so that loops over rows vectorise. For squared error the softmax fields
-    have no rows (shape ``(C, 0)``, ``lse`` unused); for cross-entropy :attr:`t` has none."""
+    have no rows (shape ``(C, 0)``); for cross-entropy :attr:`t` has none."""
 
     o: np.ndarray
     """``(C, N)``: the outputs (logits)."""
@@ -71,10 +71,10 @@ class Outputs(NamedTuple):
     """``(C, N)``: the softmax of :attr:`o` (cross-entropy)."""
     p32: np.ndarray
     """``(C, N)`` float32: a copy of :attr:`p` that the small-step fast paths stream through (half the memory)."""
-    lse: np.ndarray
-    """``(N,)``: each row's log-sum-exp of :attr:`o` (cross-entropy)."""
     lrow: np.ndarray
-    """``(N,)``: each row's loss: ``lse - o[y_r, r]``, or ``sum_c (o[c, r] - t[c, r])^2``."""
+    """``(N,)``: each row's loss: ``logsumexp(o[:, r]) - o[y_r, r]``, or ``sum_c (o[c, r] - t[c, r])^2``. An
+    accept of a cross-entropy engine moves it by ``log s_r`` less the change of the logit of ``y_r`` (no
+    log-sum-exp is kept: a pass over every row fewer)."""
     y: np.ndarray
     """``(N,)`` int32: the class of each row (cross-entropy; empty otherwise)."""
     t: np.ndarray
