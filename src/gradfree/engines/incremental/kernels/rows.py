@@ -26,7 +26,7 @@ from gradfree.engines.incremental.kernels.state import BIG, CHUNK, CROSS_ENTROPY
 
 @njit(cache=True, error_model="numpy")
 def row_stats(r: int, outs: Outputs) -> None:
-    """Recompute the cached softmax, log-sum-exp and loss of row ``r`` from its outputs ``o[r]``."""
+    """Recompute the cached softmax and loss of row ``r`` from its outputs ``o[r]``."""
     o, p, p32, lrow, y, t = outs.o, outs.p, outs.p32, outs.lrow, outs.y, outs.t
     loss_kind = outs.loss_kind
     c = o.shape[0]
