@@ -46,11 +46,8 @@ def drop_stale_caches(folder: Path = _SOURCES) -> bool:
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))).hexdigest()
     cache = folder / "__pycache__"
     stamp = cache / _STAMP
-    try:
-        if stamp.read_text() == digest:
-            return False
-    except OSError:
-        pass  # no stamp yet
+    if stamp.is_file() and stamp.read_text() == digest:
+        return False
     try:
         cache.mkdir(exist_ok=True)
         for f in cache.iterdir():

@@ -107,10 +107,8 @@ def _exp14(t: float) -> float:
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _log_near1(s: float) -> float:
-    """``log(s)`` for ``|s - 1| <= 0.12``, relative error about 1e-16: ``2 atanh(u)`` with
-    ``u = (s - 1) / (s + 1)``, ``|u| <= 0.057``, to ``u^15``."""
-    u = (s - 1.0) / (s + 1.0)
+def _two_atanh(u: float) -> float:
+    """``2 atanh(u)`` for ``|u| <= 0.057``, relative error about 1e-16 (its series to ``u^15``)."""
     u2 = u * u
     a = u2 * (1.0 / 15.0) + (1.0 / 13.0)
     a = a * u2 + (1.0 / 11.0)
@@ -120,6 +118,12 @@ def _log_near1(s: float) -> float:
     a = a * u2 + (1.0 / 3.0)
     a = a * u2 + 1.0
     return 2.0 * u * a
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _log_near1(s: float) -> float:
+    """``log(s)`` for ``|s - 1| <= 0.12``: :func:`_two_atanh` of ``u = (s - 1) / (s + 1)``, ``|u| <= 0.057``."""
+    return _two_atanh((s - 1.0) / (s + 1.0))
 
 
 @njit(cache=True, error_model="numpy")
@@ -187,16 +191,7 @@ def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarr
 @njit(cache=True, error_model="numpy", inline="always")
 def _log1p_small(s: float) -> float:
     """``log(1 + s)`` for ``|s| <= 0.12``: :func:`_log_near1` without rounding ``1 + s`` first."""
-    u = s / (2.0 + s)
-    u2 = u * u
-    a = u2 * (1.0 / 15.0) + (1.0 / 13.0)
-    a = a * u2 + (1.0 / 11.0)
-    a = a * u2 + (1.0 / 9.0)
-    a = a * u2 + (1.0 / 7.0)
-    a = a * u2 + (1.0 / 5.0)
-    a = a * u2 + (1.0 / 3.0)
-    a = a * u2 + 1.0
-    return 2.0 * u * a
+    return _two_atanh(s / (2.0 + s))
 
 
 @njit(cache=True, error_model="numpy")
@@ -221,7 +216,8 @@ def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, d0: floa
     own input and gather, per candidate, those whose activation changes. Returns the counts (0 for a second
     candidate that is not there)."""
     m0 = m1 = 0
-    g0, g1, e0, e1 = gathered[0], gathered[1], da_k[0], da_k[1]
+    second = 1 if two else 0  # one candidate: da_k may have one row only (the second is never written)
+    g0, g1, e0, e1 = gathered[0], gathered[second], da_k[0], da_k[second]
     for idx in range(rows.shape[0]):
         r = rows[idx]
         xin = vals[idx]
@@ -305,7 +301,9 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     ztj = zt[base : base + n]
     g, e = scratch[:c], scratch[c]
     s_k, da_k = scratch[c + 1 : c + 1 + kk], scratch[c + 1 + kk : c + 1 + 2 * kk]
-    m = np.zeros(kk, dtype=np.int64)  # rows with their own change per candidate, in gathered[k] / da_k[k]
+    # rows with their own change per candidate, in gathered[k] / da_k[k] (two counters at least: the
+    # one- and two-candidate helpers below return both)
+    m = np.zeros(max(kk, 2), dtype=np.int64)
     total = np.zeros(kk)
     orow = np.empty(c)
     # Where the input comes from: the network input (its listed rows + background rows), a bias (every
@@ -320,11 +318,8 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     count = n if dense else stop - start
     prev = h_off[layer - 1] + i * n if dense else 0
     if kk <= 2 and code == RELU and not dense:  # RSO's case (and one candidate), with the counters in registers
-        m0, m1 = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, deltas[0], deltas[kk - 1], kk == 2, mark,
-                                gathered, da_k)
-        m[0] = m0
-        if kk == 2:
-            m[1] = m1
+        m[0], m[1] = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, deltas[0], deltas[kk - 1], kk == 2,
+                                    mark, gathered, da_k)
         count = 0
     for idx in range(count):
         if dense:
@@ -380,10 +375,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                 wy[r] = w[y[r]]
             for k in range(kk):
                 total[k] = _relu_shared_logs(n, mark, ztj, wy, cb[k], s_k[k], terms)
-            m0, m1 = _relu_crossing_pair(n, mark, ztj, cb[0], cb[kk - 1], kk == 2, gathered, da_k, m[0], m[kk - 1])
-            m[0] = m0
-            if kk == 2:
-                m[1] = m1
+            m[0], m[1] = _relu_crossing_pair(n, mark, ztj, cb[0], cb[kk - 1], kk == 2, gathered, da_k, m[0], m[1])
             kk_rows = 0
         elif kk == 2 and code == RELU:  # with accumulators the compiler keeps in registers
             total[0], total[1], m[0], m[1] = _relu_background_pair(
