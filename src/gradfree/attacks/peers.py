@@ -33,6 +33,10 @@ ART_DEFAULTS: dict[str, Any] = {}
 ART_BEST: dict[str, Any] = {"initial_const": 10.0, "max_iter": 100, "use_resize": False}
 """The settings under which ART's ZooAttack succeeds on a small MNIST CNN (its defaults give 0% there)."""
 
+ZOO_AT_ART_LABEL = "zoo-adam (ART's settings)"
+"""The label of the suites' ZOO-ADAM trials at ART's best settings
+(:data:`gradfree.attacks.suites.ZOO_AT_ART_SETTINGS`): a wall-time comparison with ART at equal work."""
+
 
 class _Counting(nn.Module):
     """Counts the rows the wrapped model scores."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradfree.attacks.peers import ZOO_AT_ART_LABEL
 from gradfree.reports.blocks import Block, Bullets, Figure, Heading, Paragraph, TableBlock, file_part
 from gradfree.reports.sections import REPORT_SECTIONS, Sections
 from gradfree.reports.summary import SPREAD, Row, Table
@@ -27,8 +28,6 @@ QUERY_TARGETS = {"mnist": 300, "cifar10": 100}
 
 SCORE_BASED = ("nes", "zo-signsgd", "bandits-td", "square")
 ZOO = ("zoo-adam", "zoo-newton")
-AT_ART = "(ART's settings)"
-"""The label suffix of ZOO run at ART's best settings (:data:`gradfree.attacks.suites.ZOO_AT_ART_SETTINGS`)."""
 
 
 def _spec(row: Row) -> dict[str, Any]:
@@ -183,7 +182,7 @@ def _zoo_vs_cw(rows: Sequence[Row]) -> list[Block]:
         if not cws:
             continue
         for label, zoos in _label_rows(members, ZOO).items():
-            if label.endswith(AT_ART):
+            if label == ZOO_AT_ART_LABEL:
                 continue  # one search step at ART's c: a wall-time comparison, not a distortion one
             ratios, success, zl2, cl2 = [], [], [], []
             for z in zoos:

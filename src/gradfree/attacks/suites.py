@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradfree.attacks.peers import ART_BEST
+from gradfree.attacks.peers import ART_BEST, ZOO_AT_ART_LABEL
 from gradfree.attacks.trials import AttackSpec
 from gradfree.experiments.suite import SUITES, Size, Trial
 
@@ -47,8 +47,9 @@ ZOO_OPTIONS: dict[str, dict[str, Any]] = {
     "cifar10": {"tanh": False, "initial_const": 0.01, "binary_steps": 6, "iterations": 200, "lr": 0.003,
                 "early_stop_every": 50},
 }
-ZOO_AT_ART_SETTINGS = {"tanh": False, "initial_const": 10.0, "binary_steps": 1, "iterations": 100, "lr": 0.01,
-                       "coordinates": 128, "h": 1e-4, "confidence": 0.0}
+ZOO_AT_ART_SETTINGS = {"tanh": False, "initial_const": ART_BEST["initial_const"], "binary_steps": 1,
+                       "iterations": ART_BEST["max_iter"], "lr": 0.01, "coordinates": 128, "h": 1e-4,
+                       "confidence": 0.0}
 """ZOO-ADAM set as ART's ``ZooAttack`` is at :data:`~gradfree.attacks.peers.ART_BEST` (ART's defaults
 otherwise): ``c = 10``, one search step (``binary_search_steps=1``), 100 iterations (``max_iter``) of 128
 coordinates (``nb_parallel``), ``lr = 0.01`` (``learning_rate``), ``h = 1e-4`` (``variable_h``),
@@ -92,7 +93,7 @@ def attack_trials(victim: str, task: str, size: Size, *, eps_linf: float, eps_l2
             trials.append(_trial("cw-l2", g, method="cw-l2", targeted=targeted, norm="l2", eps=None, queries=None,
                                  images=few, options=dict(p["cw"]), **common))
             at_art = {**ZOO_AT_ART_SETTINGS, **({"iterations": p["art"]["max_iter"]} if "max_iter" in p["art"] else {})}
-            trials.append(_trial("zoo-adam (ART's settings)", g, method="zoo-adam", targeted=targeted, norm="l2",
+            trials.append(_trial(ZOO_AT_ART_LABEL, g, method="zoo-adam", targeted=targeted, norm="l2",
                                  eps=None, queries=None, images=few, options=at_art, **common))
             for name, settings in (("best", ART_BEST), ("defaults", {})):
                 chosen = {**settings, **p["art"]} if name == "best" else "defaults"
