@@ -39,16 +39,16 @@ def drop_stale_caches(folder: Path = _SOURCES) -> bool:
     those they were compiled from (a hash of all of them, kept beside the caches). Numba then recompiles.
 
     Returns:
-        whether caches were dropped. A folder that cannot be written (a read-only install, where numba caches
+        whether caches were dropped. A folder that cannot be read or written (a read-only install, where numba caches
         in its user-wide folder if anywhere, and where sources change only by reinstalling, which renews every
         file's timestamp) is left alone; so are caches in ``$NUMBA_CACHE_DIR``.
     """
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))).hexdigest()
     cache = folder / "__pycache__"
     stamp = cache / _STAMP
-    if stamp.is_file() and stamp.read_text() == digest:
-        return False
     try:
+        if stamp.is_file() and stamp.read_text() == digest:
+            return False
         cache.mkdir(exist_ok=True)
         for f in cache.iterdir():
             if f.suffix in (".nbi", ".nbc"):
