@@ -1,7 +1,7 @@
 """Suites: every registered suite builds well-formed trials at every size from registered names; each vision suite
-(:mod:`gradfree.experiments.suites.vision`) and mdp-mnist run their quick size end to end (runner and report) on small
-generated data of the real shapes — CI has no MNIST or CIFAR-10. A ``shared_data`` test runs one real quick suite
-where the datasets are present."""
+(:mod:`gradfree.experiments.suites.vision`) and the mdp-mnist suites run their quick size end to end (runner and
+report) on small generated data of the real shapes — CI has no MNIST or CIFAR-10. A ``shared_data`` test runs one
+real quick suite where the datasets are present."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from gradfree.run import RunSpec
 
 SUITES = [entry.name for entry in load_suites()]
 VISION = [entry.name for entry in load_suites() if entry.item.__module__ == "gradfree.experiments.suites.vision"]
-END_TO_END = [*VISION, "mdp-mnist"]
+END_TO_END = [*VISION, "mdp-mnist", "mdp-mnist-minute"]
 
 FIXTURE_SHAPES: dict[str, tuple[int, ...]] = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
                                               "cifar10": (3, 32, 32), "mdp-mnist": (1, 28, 28)}

@@ -28,6 +28,32 @@ def test_mdp_mnist_gives_every_method_the_same_stopping_rule() -> None:
     assert by["rso+shift"].options == by["rso"].options and by["adam+l2+shift"].options == by["adam+l2"].options
 
 
+def test_mdp_mnist_minute_is_a_minute_under_the_same_rule_and_says_what_it_changed() -> None:
+    """The 60-s suite: the same task, model and stopping rule as mdp-mnist at half its time; each RSO variant
+    differs from mdp-mnist's rso only where its label says (shifts, the perturbation scale) and in the rounds
+    that fit; the Adam reference is mdp-mnist's best method unchanged."""
+    minute, mdp = load_suites().get("mdp-mnist-minute"), load_suites().get("mdp-mnist")
+    for size in suite_sizes("mdp-mnist-minute"):
+        trials = minute(size)
+        assert len({t.spec.time_limit for t in trials}) == 1 and {t.spec.patience for t in trials} == {5}
+        assert all(t.spec.task == "mdp-mnist" and t.spec.model == "mlp:784-32-10" and t.spec.budget is None
+                   for t in trials)
+    full = {t.label: t.spec for t in minute("full") if t.spec.seed == 0}
+    reference = {t.label: t.spec for t in mdp("full") if t.spec.seed == 0}
+    assert {s.time_limit for s in full.values()} == {60.0}
+    rso = reference["rso"]
+    for label in ("rso", "rso+shift", "rso lr=3", "rso lr=3+shift"):
+        spec = full[label]
+        assert spec.optimizer == "rso" and spec.batch_size is None
+        assert spec.augment == ("shift:1" if label.endswith("shift") else None)
+        assert spec.options == dict(rso.options, rounds=rso.options["rounds"] // 2,
+                                    lr=3.0 if "lr=3" in label else rso.options["lr"])
+        assert spec.eval_every == rso.eval_every  # twice as often in time: about as many validations in 60 s
+    adam = full["adam+l2+shift"]
+    assert (adam.optimizer, adam.options, adam.augment, adam.batch_size, adam.eval_every) == (
+        "adam", reference["adam+l2+shift"].options, "shift:1", 64, reference["adam+l2+shift"].eval_every)
+
+
 def test_search_vs_gradient_is_at_equal_budget_on_the_regression_task() -> None:
     trials = load_suites().get("search-vs-gradient")("full")
     assert {t.label for t in trials} == {"grid", "adam", "grid+adam"}

@@ -67,11 +67,49 @@ MDP_METHODS: dict[str, dict[str, Any]] = {
                  "MLP 784-32-10, 120 s per run with early stopping, with and without augmentation")
 def mdp_mnist(size: Size) -> list[Trial]:
     """RSO and ZO-Adam against backprop Adam on "mdp-mnist", same wall time and stopping rule."""
-    time_limit = MDP_TIME[size]
-    scale = time_limit / MDP_TIME["full"]
+    return _mdp_trials(MDP_METHODS, MDP_TIME[size], MDP_TIME["full"], SEEDS[size])
+
+
+MINUTE_TIME: dict[Size, float] = {"quick": 15.0, "full": 60.0, "gpu": 60.0}
+"""Training time limit (s) of "mdp-mnist-minute"."""
+
+_RSO_MINUTE = {"rounds": 8, "weights_per_step": 8192, "l2": 1e-2}
+"""RSO's schedule for 60 s: half the 120-s suite's rounds (about 10 rounds fit in 60 s on an unloaded core)."""
+
+MINUTE_METHODS: dict[str, dict[str, Any]] = {
+    "rso": {"optimizer": "rso", "batch": None, "eval_every": 25_000, "options": {"lr": 2.0, **_RSO_MINUTE},
+            "notes": "mdp-mnist's rso (perturbation 2x each layer's initial std, L2 1e-2) with its annealing "
+                     "over 8 rounds, half the 120-s suite's 16"},
+    "rso+shift": {"optimizer": "rso", "batch": None, "eval_every": 25_000, "augment": "shift:1",
+                  "options": {"lr": 2.0, **_RSO_MINUTE}, "notes": "rso, with mdp-mnist's one-pixel shifts"},
+    "rso lr=3": {"optimizer": "rso", "batch": None, "eval_every": 25_000, "options": {"lr": 3.0, **_RSO_MINUTE},
+                 "notes": "rso with perturbations of 3x each layer's initial std (annealed to 0.3x)"},
+    "rso lr=3+shift": {"optimizer": "rso", "batch": None, "eval_every": 25_000, "augment": "shift:1",
+                       "options": {"lr": 3.0, **_RSO_MINUTE},
+                       "notes": "rso lr=3, with mdp-mnist's one-pixel shifts"},
+    "adam+l2+shift": dict(MDP_METHODS["adam+l2+shift"],  # its 300 evaluations between validations are 0.4 s
+                          notes="mdp-mnist's best backprop method: Adam, batches of 64, L2 weight decay 1e-2, "
+                                "one-pixel shifts"),
+}
+"""Gradient-free settings tuned for 60 s (issue 15: the MDP task in a minute); every choice is in its notes."""
+
+
+@SUITES.register("mdp-mnist-minute", summary="the MDP task in 60 s: RSO at 8 rounds with perturbations 2x and 3x "
+                 "the initial std, with and without shifts, against mdp-mnist's best Adam")
+def mdp_mnist_minute(size: Size) -> list[Trial]:
+    """RSO's settings for a 60-s budget on "mdp-mnist", against the backprop method that did best there."""
+    return _mdp_trials(MINUTE_METHODS, MINUTE_TIME[size], MINUTE_TIME["full"], SEEDS[size])
+
+
+def _mdp_trials(methods: dict[str, dict[str, Any]], time_limit: float, full_time: float,
+                seeds: tuple[int, ...]) -> list[Trial]:
+    """One trial per method and seed on "mdp-mnist": the same time limit and stopping rule for all. The
+    methods' validation intervals are those of the full size's ``full_time``, scaled to ``time_limit`` (the same
+    number of validations)."""
+    scale = time_limit / full_time
     trials = []
-    for label, method in MDP_METHODS.items():
-        for seed in SEEDS[size]:
+    for label, method in methods.items():
+        for seed in seeds:
             spec = RunSpec(task="mdp-mnist", model="mlp:784-32-10", optimizer=method["optimizer"],
                            options=dict(method["options"]), time_limit=time_limit, batch_size=method["batch"],
                            eval_every=max(1, round(method["eval_every"] * scale)), patience=PATIENCE, seed=seed,
