@@ -22,9 +22,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-# Two worker processes (pytest-xdist): the suite is CPU-bound and CI has 2 cores.
+# Two worker processes (pytest-xdist): the suite is CPU-bound and CI has 2 cores. One OpenMP thread, waiting
+# passively: a worker loads two OpenMP runtimes (torch's and scikit-learn's), and their spinning thread teams
+# once piled up to 1,252 threads and slowed a worker tenfold.
 test: lint
-	$(BIN)/python -m pytest -q -n 2
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2
 
 # The documentation site, built offline into site/ (open site/index.html); --strict: any warning fails.
 docs: $(STAMP)
