@@ -401,13 +401,15 @@ def test_perf_incremental_smoke(capsys: pytest.CaptureFixture[str], monkeypatch:
     assert "error:" in capsys.readouterr().err
 
 
-    def missing(data_dir: object, *, raw: bool) -> None:
+    def missing(data_dir: object, *, inputs: str) -> None:
         raise DataError("no MNIST here")
 
     monkeypatch.setattr(perf_incremental, "mnist_batch", missing)
     assert perf_incremental.main(["--data-dir", "/nonexistent"]) == 2
     err = capsys.readouterr().err
     assert "MNIST not found" in err and "--synthetic" in err
+    assert perf_incremental.main(["--raw-pixels", "--uncentred"]) == 2
+    assert "pass one" in capsys.readouterr().err
 
 
 @settings(max_examples=12, deadline=None)
@@ -448,3 +450,24 @@ def test_project_cnns_get_the_torch_engine(spec: str) -> None:
     assert isinstance(ev, SequentialCoordinateEvaluator)
     check_candidates(ev, model, flat, F.cross_entropy, x, y, steps=6, scales=(0.1,), seed=40, atol=2e-5,
                      exact_dtype=torch.float32)
+
+
+@pytest.mark.shared_data
+def test_perf_incremental_measures_each_form_of_the_mdp_images(shared_data_dir: object) -> None:
+    """--raw-pixels and --uncentred measure the task's images in [0, 1] and divided by the std only: the same
+    images as the standardised ones, with a blank background of exactly 0."""
+    from pathlib import Path
+
+    import gradfree.perf.incremental as perf_incremental
+    from gradfree.data.mnist import MNIST_MEAN, MNIST_STD
+
+    folder = Path(str(shared_data_dir))
+    if not (folder / "mnist").is_dir():
+        pytest.skip(f"real MNIST not found in {folder}")
+    std, y = perf_incremental.mnist_batch(folder)
+    raw, y_raw = perf_incremental.mnist_batch(folder, inputs="raw")
+    unc, y_unc = perf_incremental.mnist_batch(folder, inputs="uncentred")
+    assert torch.equal(y, y_raw) and torch.equal(y, y_unc)
+    torch.testing.assert_close(raw, std * MNIST_STD + MNIST_MEAN, rtol=0, atol=1e-6)
+    torch.testing.assert_close(unc, raw / MNIST_STD, rtol=0, atol=1e-5)
+    assert float(unc.min()) == float(raw.min()) == 0.0 and float(std.min()) < -0.4

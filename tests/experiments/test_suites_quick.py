@@ -22,7 +22,8 @@ VISION = [entry.name for entry in load_suites() if entry.item.__module__ == "gra
 END_TO_END = [*VISION, "mdp-mnist", "mdp-mnist-minute"]
 
 FIXTURE_SHAPES: dict[str, tuple[int, ...]] = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
-                                              "cifar10": (3, 32, 32), "mdp-mnist": (1, 28, 28)}
+                                              "cifar10": (3, 32, 32), "mdp-mnist": (1, 28, 28),
+                                              "mdp-mnist-uncentred": (1, 28, 28)}
 """The input shape each real task gives; the fixture data has the same shape."""
 
 

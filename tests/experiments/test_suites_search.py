@@ -36,8 +36,8 @@ def test_mdp_mnist_minute_is_a_minute_under_the_same_rule_and_says_what_it_chang
     for size in suite_sizes("mdp-mnist-minute"):
         trials = minute(size)
         assert len({t.spec.time_limit for t in trials}) == 1 and {t.spec.patience for t in trials} == {5}
-        assert all(t.spec.task == "mdp-mnist" and t.spec.model == "mlp:784-32-10" and t.spec.budget is None
-                   for t in trials)
+        assert all(t.spec.task == ("mdp-mnist-uncentred" if t.label.endswith("uncentred") else "mdp-mnist")
+                   and t.spec.model == "mlp:784-32-10" and t.spec.budget is None for t in trials)
     full = {t.label: t.spec for t in minute("full") if t.spec.seed == 0}
     reference = {t.label: t.spec for t in mdp("full") if t.spec.seed == 0}
     assert {s.time_limit for s in full.values()} == {60.0}
@@ -49,9 +49,14 @@ def test_mdp_mnist_minute_is_a_minute_under_the_same_rule_and_says_what_it_chang
         assert spec.options == dict(rso.options, rounds=rso.options["rounds"] // 2,
                                     lr=3.0 if "lr=3" in label else rso.options["lr"])
         assert spec.eval_every == rso.eval_every  # twice as often in time: about as many validations in 60 s
-    adam = full["adam+l2+shift"]
-    assert (adam.optimizer, adam.options, adam.augment, adam.batch_size, adam.eval_every) == (
-        "adam", reference["adam+l2+shift"].options, "shift:1", 64, reference["adam+l2+shift"].eval_every)
+    for label in ("rso lr=3 uncentred", "rso lr=3+shift uncentred"):  # the 120-s suite's rounds: 1.8x the speed
+        spec = full[label]
+        assert spec.augment == ("shift:1" if "shift" in label else None)
+        assert spec.options == dict(rso.options, lr=3.0) and spec.eval_every == rso.eval_every
+    for label in ("adam+l2+shift", "adam+l2+shift uncentred"):
+        adam = full[label]
+        assert (adam.optimizer, adam.options, adam.augment, adam.batch_size, adam.eval_every) == (
+            "adam", reference["adam+l2+shift"].options, "shift:1", 64, reference["adam+l2+shift"].eval_every)
 
 
 def test_search_vs_gradient_is_at_equal_budget_on_the_regression_task() -> None:

@@ -38,3 +38,18 @@ def test_splits_on_real_mnist(shared_data_dir: Path) -> None:
     assert shared <= 5  # MNIST holds a handful of exact duplicate images; disjoint indices give (almost) none
     other_seed = build_task("mdp-mnist", data_dir=shared_data_dir, download=False, seed=2).data
     assert not torch.equal(other_seed.train.x, data.train.x) and torch.equal(other_seed.test.x, data.test.x)
+
+
+@pytest.mark.shared_data
+def test_uncentred_task_is_the_same_images_with_a_zero_background(shared_data_dir: Path) -> None:
+    if not (shared_data_dir / "mnist").is_dir():
+        pytest.skip(f"real MNIST not found in {shared_data_dir}")
+    from gradfree.data.mnist import MNIST_MEAN, MNIST_STD
+
+    centred = build_task("mdp-mnist", data_dir=shared_data_dir, download=False, seed=1).data
+    uncentred = build_task("mdp-mnist-uncentred", data_dir=shared_data_dir, download=False, seed=1).data
+    for a, b in ((centred.train, uncentred.train), (centred.val, uncentred.val), (centred.test, uncentred.test)):
+        assert torch.equal(a.y, b.y)
+        torch.testing.assert_close(b.x, a.x + MNIST_MEAN / MNIST_STD, rtol=0, atol=1e-5)  # only the shift differs
+    x = uncentred.train.x
+    assert float(x.min()) == 0.0 and 0.75 < float((x == 0).float().mean()) < 0.85  # blank pixels are exactly 0

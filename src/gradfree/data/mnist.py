@@ -2,7 +2,8 @@
 
 The official 60k training set gives the validation split (a seeded draw) and the training split (the rest,
 or a seeded subset of it); the official 10k test set is the test split. Pixels are scaled to [0, 1] and
-standardised with the usual training-set mean and standard deviation.
+standardised with the usual training-set mean and standard deviation (or, with ``centre=False``, only divided
+by the standard deviation, so that the blank background stays exactly 0).
 Reference: Y. LeCun, L. Bottou, Y. Bengio, P. Haffner, "Gradient-based learning applied to document
 recognition", Proc. IEEE 86(11), 1998.
 """
@@ -42,7 +43,7 @@ MNIST_FILES = DatasetFiles(
 
 def load_mnist(*, data_dir: str | Path | None = None, download: bool = True, val_size: int = 10000,
                train_subset: int | None = None, stratified: bool = True, seed: int = 0,
-               flatten: bool = True) -> DataSplits:
+               flatten: bool = True, centre: bool = True) -> DataSplits:
     """MNIST as train / validation / test splits.
 
     Args:
@@ -55,17 +56,19 @@ def load_mnist(*, data_dir: str | Path | None = None, download: bool = True, val
         stratified: whether the validation and training draws keep the class proportions.
         seed: seed of the draws; the validation split depends only on ``seed`` and ``val_size``.
         flatten: whether inputs are ``(N, 784)`` vectors rather than ``(N, 1, 28, 28)`` images.
+        centre: subtract the mean before dividing by the standard deviation; ``False`` keeps blank pixels at
+            exactly 0 (the same inputs up to a constant shift, which a first layer's bias absorbs).
 
     Returns:
-        Splits named ``"mnist"`` with float32 standardised inputs and int64 labels in 0..9.
+        Splits named ``"mnist"`` with float32 standardised (or only scaled) inputs and int64 labels in 0..9.
 
     Raises:
         DataError: the files are missing and cannot be downloaded, or are corrupt or of the wrong shape.
         ConfigError: ``val_size`` or ``train_subset`` do not fit in the 60k training rows.
     """
     return _load_idx_classification(
-        MNIST_FILES, name="mnist", mean=MNIST_MEAN, std=MNIST_STD, num_classes=10, counts=(60000, 10000),
-        data_dir=data_dir, download=download, val_size=val_size, train_subset=train_subset,
+        MNIST_FILES, name="mnist", mean=MNIST_MEAN if centre else 0.0, std=MNIST_STD, num_classes=10,
+        counts=(60000, 10000), data_dir=data_dir, download=download, val_size=val_size, train_subset=train_subset,
         stratified=stratified, seed=seed, flatten=flatten,
     )
 
