@@ -98,3 +98,20 @@ def test_the_target_check_compares_the_best_zeroth_order_method_with_each_baseli
     rows[3] = _row("occlusion", "occlusion", 0.09, 0.97)
     (block,) = _target_check(rows, "v")
     assert {r[0]: r[-1] for r in block.table.rows}["lime"] == "beaten"
+
+
+def test_randomisation_verdict_reads_the_maps_over_the_input_support() -> None:
+    """Off the support, maps that are parts of the input are 0 whatever the model: the verdict reads the signed
+    correlation over the support where it was measured (from the second cascade step on), else the whole map's."""
+    from gradfree.explain.report import _sanity_table
+
+    def row(label: str, whole: float, support: float | None) -> dict[str, object]:
+        steps = {k: {"signed": whole, "absolute": abs(whole), "signed_support": support} for k in ("1", "2")}
+        steps["1"] = {"signed": 0.9, "absolute": 0.9, "signed_support": 0.9}  # the last layer alone: not read
+        return {"label": label, "sanity": steps}
+
+    rows = [row("masked", 0.36, 0.1), row("model-blind", 0.1, 0.5), row("unmeasured", 0.36, None),
+            row("fine", -0.05, -0.2)]
+    (block,) = _sanity_table(rows, "victim")
+    verdicts = {r[0]: r[-1] for r in block.table.rows}
+    assert verdicts == {"masked": "passes", "model-blind": "fails", "unmeasured": "fails", "fine": "passes"}

@@ -216,7 +216,7 @@ def _sanity_table(rows: Sequence[Row], victim: str) -> list[Block]:
             for field in ("signed", "absolute", "signed_support"):
                 cells.append(_cell([_num((r["sanity"].get(k) or {}).get(field)) for r in members], "{:+.3f}"))
         worst = max((abs(v) for r in members for k in layers[1:] or layers
-                     if (v := _num((r["sanity"].get(k) or {}).get("signed"))) is not None), default=None)
+                     if (v := _verdict_rho(r["sanity"].get(k) or {})) is not None), default=None)
         cells.append("—" if worst is None else ("passes" if worst < 0.3 else "fails"))
         body.append([label, *cells])
     header = ["method"] + [f"top {k}: {f}" for k in layers for f in ("signed", "|map|", "signed, support")] + \
@@ -226,9 +226,19 @@ def _sanity_table(rows: Sequence[Row], victim: str) -> list[Block]:
                                       "correlation between the maps of the trained model and of the model with its "
                                       "top k layers re-drawn, mean over images; of the signed maps, of their "
                                       "magnitudes, and of the signed maps over the pixels that are not black. The "
-                                      "verdict uses |rho| of the signed maps once more than the last layer is "
-                                      "re-drawn (re-drawing the last layer alone can flip a map's sign as a "
-                                      f"whole). Cells: {SPREAD}.")]
+                                      "verdict uses |rho| of the signed maps over those pixels (the whole image "
+                                      "where they were not measured) once more than the last layer is re-drawn "
+                                      "(re-drawing the last layer alone can flip a map's sign as a whole). Off "
+                                      "them, maps that are parts of the input (gradient times input, pertinent "
+                                      "positives) are 0 whatever the model, and those shared zeros alone "
+                                      f"correlate two maps. Cells: {SPREAD}.")]
+
+
+def _verdict_rho(sanity: dict[str, Any]) -> float | None:
+    """The correlation the randomisation verdict reads: of the signed maps over the input's support (the pixels
+    that differ from the baseline), else of the signed maps over every pixel."""
+    inside = _num(sanity.get("signed_support"))
+    return inside if inside is not None else _num(sanity.get("signed"))
 
 
 def _num(value: Any) -> float | None:
