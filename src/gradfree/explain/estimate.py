@@ -4,9 +4,10 @@ The estimate ``g = (1/k) sum_i (f(p + mu u_i) - f(p - mu u_i)) / (2 mu) u_i`` is
 the Gaussian smoothing ``f_mu`` whenever every ``u_i`` is marginally ``N(0, I)`` (Nesterov & Spokoiny 2017);
 the ``u_i`` need not be independent. Drawn **orthogonal** within blocks of ``min(k, D)`` — a Gaussian matrix
 orthogonalised by QR (Haar-distributed frame), each row rescaled to the norm of an independent Gaussian
-vector, so the marginals stay ``N(0, I)`` — the estimate's linear part has variance ``(D / k - 1) |g|^2``
-instead of ``(D + 1) |g|^2 / k`` for independent directions, and none at all once ``k >= D`` (every block
-spans the space: the directional derivatives along an orthogonal basis sum back to the gradient). This is
+vector, so the marginals stay ``N(0, I)`` — the estimate's linear part has variance
+``((D + 2) / k - 1) |g|^2`` instead of ``(D + 1) |g|^2 / k`` for independent directions: at ``k = D`` only
+``2 |g|^2 / D`` is left, from the rows' random norms (every block spans the space, and the directional
+derivatives along an orthogonal basis sum back to the gradient). This is
 the orthogonal exploration of Choromanski et al. (2018, Sec. 3.1), applied to SmoothGrad's estimator.
 ``orthogonal=False`` gives independent directions (the estimator of
 :func:`gradfree.estimators.directional.directional_estimate`, to which it is then equal in distribution).

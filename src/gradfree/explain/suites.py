@@ -34,6 +34,7 @@ METHODS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("zo-smoothgrad", "zo-smoothgrad", {}),
     ("zo-smoothgrad (present)", "zo-smoothgrad", {"support": "present"}),
     ("zo-ig", "zo-ig", {}),
+    ("zo-ig (masks)", "zo-ig", {"gradient": "masks", "complete": True}),
     ("contrastive (pp)", "contrastive", {"mode": "pp"}),
     ("occlusion", "occlusion", {}),
     ("rise", "rise", {}),

@@ -11,12 +11,20 @@ their partial derivatives are estimated. Two zeroth-order gradients, by ``gradie
   as over more directions at one point;
 * ``"groups"`` — at every point, central differences along each group's part of ``x - b``
   (:mod:`gradfree.explain.fd_saliency`'s groups; a grid as fine as ``queries / (2 steps)`` groups allow),
-  which measure the integrand summed over the group, ``sum_{j in g} df/dx_j (x_j - b_j)``, up to ``O(h^2)``.
+  which measure the integrand summed over the group, ``sum_{j in g} df/dx_j (x_j - b_j)``, up to ``O(h^2)``;
+* ``"masks"`` — the path in the groups' masks: the score as a function of one weight per group,
+  ``F(m) = f(b + sum_g m_g d_g)`` with ``d_g`` the group's part of ``x - b``, runs from ``m = 0`` (the
+  baseline) to ``m = 1`` (the input) along ``m = a 1``, and ``dF/dm_g = sum_{j in g} df/dx_j (x_j - b_j)`` is
+  the group's integrand, so integrating it gives the groups' integrated gradients. Its gradients are the
+  Gaussian ones above, with noise on the masks (``smoothing`` in mask units: 0.25 moves each group a quarter
+  of the way to the baseline and back): a few hundred groups instead of every pixel, so a budget of
+  1,000 queries has as many pairs per point as groups (a default grid is as fine as that allows) and the
+  orthogonal directions span the space.
 
 **Completeness** (Sec. 3, Proposition 1: ``sum_j IG_j = f(x) - f(b)``) holds for exact gradients up to the
 quadrature error; a random estimate carries noise along ``x - b`` too, so the sum misses. Every explanation
 reports the gap ``|sum_j IG_j - (f(x) - f(b))| / |f(x) - f(b)|`` (one more query per input, for ``f(b)``).
-With ``complete=True`` (Gaussian gradients) the score is also queried at the ``steps - 1`` inner grid points
+With ``complete=True`` (Gaussian and mask gradients) the score is also queried at the ``steps - 1`` inner grid points
 ``a = k / steps`` of the path, and the component along ``v = x - b`` of the estimate at each midpoint is
 replaced by the difference quotient across its interval, ``steps * (f(b + (k + 1) v / steps) -
 f(b + k v / steps))``. Those quotients telescope to ``f(x) - f(b)``, so completeness then holds exactly (to
@@ -26,6 +34,9 @@ Reference: M. Sundararajan, A. Taly, Q. Yan. "Axiomatic Attribution for Deep Net
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,28 +57,32 @@ from gradfree.explain.estimate import antithetic_gradient
 from gradfree.explain.fd_saliency import group_directions
 from gradfree.explain.grouping import Grouping, parse_grouping
 from gradfree.explain.zo_smoothgrad import SubspaceScore
+from gradfree.objective.vector import VectorObjective
 
-GRADIENTS: tuple[str, ...] = ("gaussian", "groups")
+GRADIENTS: tuple[str, ...] = ("gaussian", "groups", "masks")
+SMOOTHING = {"gaussian": 0.01, "groups": 0.01, "masks": 0.25}
+"""Each gradient's default ``smoothing``: of the input's range, of the way to the baseline, in mask units."""
 
 
 def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | None = None, queries: int = 1000,
                             access: str = "logits", baseline: float | Tensor = 0.0,
                             generator: torch.Generator | None = None, gradient: str = "gaussian",
-                            steps: int | None = None, smoothing: float = 0.01, complete: bool = False,
+                            steps: int | None = None, smoothing: float | None = None, complete: bool = False,
                             grouping: str | Grouping = "grid", orthogonal: bool = True,
                             chunk_size: int = 2048) -> Explanation:
     """Integrated gradients from zeroth-order gradients at ``steps`` points of the path (module docstring).
 
     Args:
         model, x, target, queries, access, baseline, generator: see :mod:`gradfree.explain.base`.
-        gradient: ``"gaussian"`` or ``"groups"``.
-        steps: path points (default 8 for Gaussian gradients, 4 for groups; fewer when the budget cannot
-            give each one pair).
-        smoothing: the Gaussian estimator's ``mu`` as a fraction of each input's range, or the group
-            difference step as a fraction of the way to the baseline.
-        complete: (Gaussian) replace each estimate's component along ``x - b`` by the measured difference.
-        grouping: (groups) the grouping, as for ``fd-saliency``.
-        orthogonal: (Gaussian) directions orthogonal in blocks.
+        gradient: ``"gaussian"``, ``"groups"`` or ``"masks"``.
+        steps: path points (default 8 for Gaussian and mask gradients, 4 for groups; fewer when the budget
+            cannot give each one pair).
+        smoothing: the Gaussian estimator's ``mu`` as a fraction of each input's range (default 0.01), the
+            group difference step as a fraction of the way to the baseline (0.01), or the masks' noise (0.25).
+        complete: (Gaussian, masks) replace each estimate's component along the path by the measured
+            difference.
+        grouping: (groups, masks) the grouping, as for ``fd-saliency``.
+        orthogonal: (Gaussian, masks) directions orthogonal in blocks.
         chunk_size: at most this many rows per query call.
 
     Returns:
@@ -76,19 +91,31 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
     """
     if gradient not in GRADIENTS:
         raise ConfigError(f"gradient must be one of {', '.join(GRADIENTS)}, got {gradient!r}")
-    if complete and gradient != "gaussian":
+    if complete and gradient == "groups":
         raise ConfigError("complete=True corrects Gaussian estimates; group differences need no correction")
-    steps = check_count("steps", steps if steps is not None else (8 if gradient == "gaussian" else 4))
-    smoothing = check_positive("smoothing", smoothing)
+    steps = check_count("steps", steps if steps is not None else (4 if gradient == "groups" else 8))
+    smoothing = check_positive("smoothing", smoothing if smoothing is not None else SMOOTHING[gradient])
     problem = BlackBoxProblem.build(model, x, target=target, queries=queries, access=access, baseline=baseline,
                                     minimum=4, what="zo-ig")
     n = problem.num_inputs
     f_b = problem.score(problem.baseline, torch.arange(n))
+    gaussian = {"queries": queries, "steps": steps, "smoothing": smoothing, "complete": complete,
+                "orthogonal": orthogonal, "generator": generator, "chunk_size": chunk_size}
+    maps = torch.zeros(n, problem.num_dims, dtype=problem.x.dtype, device=problem.x.device)
     if gradient == "gaussian":
-        total, steps = _gaussian_path(problem, f_b, queries=queries, steps=steps, smoothing=smoothing,
-                                      complete=complete, orthogonal=orthogonal, generator=generator,
-                                      chunk_size=chunk_size)
-        maps = (problem.x - problem.baseline).reshape(n, -1) * total
+        index = _pixel_index(problem)
+        total, steps = _gaussian_path(problem, f_b, _pixel_spaces(problem, index, smoothing), **gaussian)
+        for i, t in enumerate(total):
+            if t is not None:
+                maps[i, index[i]] = t
+        maps *= (problem.x - problem.baseline).reshape(n, -1)
+    elif gradient == "masks":
+        steps, pairs = _path_pairs(queries, steps, complete)
+        directions, _ = group_directions(problem, parse_grouping(grouping), pairs // steps, times_input=True)
+        total, steps = _gaussian_path(problem, f_b, _mask_spaces(problem, directions, smoothing), **gaussian)
+        for i, t in enumerate(total):
+            if t is not None:
+                maps[i] = spread_over_groups(t, directions[i])
     else:
         maps, steps = _group_path(problem, queries=queries, steps=steps, step=smoothing,
                                   grouping=parse_grouping(grouping))
@@ -98,45 +125,124 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
                                steps=torch.full((n,), steps, dtype=torch.int64))
 
 
-def _gaussian_path(problem: BlackBoxProblem, f_b: Tensor, *, queries: int, steps: int, smoothing: float,
-                   complete: bool, orthogonal: bool, generator: torch.Generator | None,
-                   chunk_size: int) -> tuple[Tensor, int]:
-    """``(N, D)`` the mean estimated gradient over the path's midpoints, and the steps taken."""
-    # Each step needs one pair (2 queries), plus one grid point (1 query) when completeness is enforced.
+class _PathSpace(NamedTuple):
+    """One input's path in the variables a Gaussian estimate perturbs: the score of rows of the variables at
+    path position ``a`` (``objective(a)``), the variables at the baseline (``start``), the step from there to
+    the input (``v``) and the estimator's smoothing in the variables' units (``mu``)."""
+
+    objective: Callable[[float], VectorObjective]
+    start: Tensor
+    v: Tensor
+    mu: float
+
+
+def _pixel_index(problem: BlackBoxProblem) -> list[Tensor]:
+    """Per input, the coordinates that differ from the baseline (the only ones that can get an attribution)."""
+    n = problem.num_inputs
+    flat_x, flat_b = problem.x.reshape(n, -1), problem.baseline.reshape(n, -1)
+    return [torch.nonzero(flat_x[i] != flat_b[i]).flatten() for i in range(n)]
+
+
+def _pixel_spaces(problem: BlackBoxProblem, indices: list[Tensor], smoothing: float) -> list[_PathSpace | None]:
+    """The straight path in the coordinates ``indices[i]`` (those that differ from the baseline); noise
+    ``smoothing`` of the range."""
+    n = problem.num_inputs
+    flat_x, flat_b = problem.x.reshape(n, -1), problem.baseline.reshape(n, -1)
+    mu = smoothing * input_range(problem.x)
+    spaces: list[_PathSpace | None] = []
+    for i, index in enumerate(indices):
+        if index.numel() == 0:
+            spaces.append(None)
+            continue
+        objective = SubspaceScore(problem, i, index)
+
+        def at(a: float, objective: SubspaceScore = objective, i: int = i) -> VectorObjective:
+            objective.base = flat_b[i] + a * (flat_x[i] - flat_b[i])  # the others are on the path too
+            return objective
+
+        spaces.append(_PathSpace(at, flat_b[i, index], (flat_x[i] - flat_b[i])[index], float(mu[i])))
+    return spaces
+
+
+def _mask_spaces(problem: BlackBoxProblem, directions: list[Tensor], smoothing: float) -> list[_PathSpace | None]:
+    """The path ``m = a 1`` in the masks of the groups ``directions[i]`` ``(k, D)``; noise ``smoothing``."""
+    spaces: list[_PathSpace | None] = []
+    for i, d in enumerate(directions):
+        if d.shape[0] == 0:
+            spaces.append(None)
+            continue
+        objective = MaskScore(problem, i, d)
+        ones = torch.ones(d.shape[0], dtype=d.dtype, device=d.device)
+        spaces.append(_PathSpace(lambda a, objective=objective: objective, torch.zeros_like(ones), ones, smoothing))
+    return spaces
+
+
+class MaskScore:
+    """One input's target score as a function of one weight per group: ``m (P, k) -> f(b + m @ directions)``,
+    every row one query charged to ``owner``."""
+
+    def __init__(self, problem: BlackBoxProblem, owner: int, directions: Tensor) -> None:
+        self.problem, self.owner, self.directions = problem, owner, directions
+        self.base = problem.baseline[owner].reshape(-1)
+
+    def __call__(self, points: Tensor) -> Tensor:
+        full = self.base + points.to(self.directions.dtype) @ self.directions
+        owners = torch.full((points.shape[0],), self.owner, dtype=torch.int64)
+        return self.problem.score(full.reshape(-1, *self.problem.x.shape[1:]), owners)
+
+
+def spread_over_groups(values: Tensor, directions: Tensor) -> Tensor:
+    """``(D,)`` each group's value spread over its coordinates in proportion to ``|direction|``."""
+    weights = directions.abs()
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
+    return values.to(weights.dtype) @ weights
+
+
+def _path_pairs(queries: int, steps: int, complete: bool) -> tuple[int, int]:
+    """``(steps, pairs in all)`` a Gaussian path can have: each step needs one pair (2 queries), plus one grid
+    point (1 query) when completeness is enforced; ``f(x)`` and ``f(b)`` take one query each."""
     steps = min(steps, (queries - 2 + int(complete)) // (2 + int(complete)))
     pairs_total = (queries - 2 - (steps - 1 if complete else 0)) // 2
     if steps < 1 or pairs_total < steps:
         raise ConfigError(f"zo-ig needs at least 4 queries per input, got {queries}")
+    return steps, pairs_total
+
+
+def _gaussian_path(problem: BlackBoxProblem, f_b: Tensor, spaces: list[_PathSpace | None], *, queries: int,
+                   steps: int, smoothing: float, complete: bool, orthogonal: bool,
+                   generator: torch.Generator | None, chunk_size: int) -> tuple[list[Tensor | None], int]:
+    """Per input, the mean estimated gradient over the path's midpoints in its space's variables (``None``
+    where nothing differs from the baseline), and the steps taken."""
+    del smoothing  # in each space's mu
+    steps, pairs_total = _path_pairs(queries, steps, complete)
     per_step = [pairs_total // steps + (1 if s < pairs_total % steps else 0) for s in range(steps)]
     gen = on_device(make_generator(generator), problem.x.device)
     n = problem.num_inputs
     flat_x, flat_b = problem.x.reshape(n, -1), problem.baseline.reshape(n, -1)
-    mu = smoothing * input_range(problem.x)
-    alphas = (torch.arange(steps, dtype=flat_x.dtype, device=flat_x.device) + 0.5) / steps
-    total = torch.zeros_like(flat_x)
-    for i in range(n):
-        index = torch.nonzero(flat_x[i] != flat_b[i]).flatten()
-        if index.numel() == 0:
+    totals: list[Tensor | None] = []
+    for i, space in enumerate(spaces):
+        if space is None:
+            totals.append(None)
             continue
-        v = (flat_x[i] - flat_b[i])[index]
+        v = space.v
         vv = float(v @ v)
-        objective = SubspaceScore(problem, i, index)
         if complete:
-            inner = flat_b[i] + (torch.arange(1, steps, dtype=v.dtype, device=v.device) / steps)[:, None] * \
+            inner = flat_b[i] + (torch.arange(1, steps, dtype=flat_x.dtype, device=flat_x.device) / steps)[:, None] * \
                 (flat_x[i] - flat_b[i])
             grid = torch.cat([f_b[i:i + 1], problem.score(inner.reshape(-1, *problem.x.shape[1:]),
                                                           torch.full((steps - 1,), i, dtype=torch.int64)),
                               problem.clean[i:i + 1]])
+        total = torch.zeros_like(v)
         for s in range(steps):
-            point = flat_b[i, index] + alphas[s] * v
-            objective.base = flat_b[i] + alphas[s] * (flat_x[i] - flat_b[i])  # the others are on the path too
-            g = antithetic_gradient(objective, point, pairs=per_step[s], smoothing=float(mu[i]), generator=gen,
-                                    orthogonal=orthogonal, chunk_size=chunk_size)
+            a = (s + 0.5) / steps
+            g = antithetic_gradient(space.objective(a), space.start + a * v, pairs=per_step[s], smoothing=space.mu,
+                                    generator=gen, orthogonal=orthogonal, chunk_size=chunk_size)
             if complete:
                 slope = (grid[s + 1] - grid[s]) * steps
                 g = g + (slope - g @ v) / vv * v
-            total[i, index] += g / steps
-    return total, steps
+            total += g / steps
+        totals.append(total)
+    return totals, steps
 
 
 def _group_path(problem: BlackBoxProblem, *, queries: int, steps: int, step: float,
@@ -165,13 +271,11 @@ def _group_path(problem: BlackBoxProblem, *, queries: int, steps: int, step: flo
             continue
         pair = scores[i].reshape(steps, k[i], 2)
         integrand = ((pair[..., 0] - pair[..., 1]) / (2 * step)).mean(dim=0)  # (k,) per group
-        weights = directions[i].abs()
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
-        maps[i] = integrand.to(maps.dtype) @ weights
+        maps[i] = spread_over_groups(integrand, directions[i]).to(maps.dtype)
     return maps, steps
 
 
 register("zo-ig", zo_integrated_gradients, kind="zeroth-order",
-               summary="integrated gradients from zeroth-order gradients along the path (Sundararajan et al. "
-                       "2017), completeness gap reported",
+               summary="integrated gradients from zeroth-order gradients along the path, in pixels or in "
+                       "superpixel masks (Sundararajan et al. 2017), completeness gap reported",
                options=("gradient", "steps", "smoothing", "complete", "grouping", "orthogonal", "chunk_size"))
