@@ -19,10 +19,13 @@ from gradfree.errors import GradfreeError
 
 
 def parse_option(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as a Python literal (number, bool, tuple...) or else a string."""
+    """``key=value`` with the value read as a Python literal (number, bool, tuple...) or else a string;
+    ``true`` and ``false`` in any case are booleans (as a string, ``false`` would read as true)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. num_directions=20), got {text!r}")
+    if raw.lower() in ("true", "false"):
+        return key, raw.lower() == "true"
     try:
         value: Any = ast.literal_eval(raw)
     except (ValueError, SyntaxError):

@@ -96,3 +96,15 @@ def test_list_names_every_family(capsys: pytest.CaptureFixture[str]) -> None:
         assert family in out
     for name in ("car-detection", "zoo-adam", "zo-smoothgrad", "attacks-mnist", "explain-cifar10", "detection"):
         assert name in out
+
+
+def test_options_read_literals_and_any_case_booleans() -> None:
+    """--opt values are Python literals, else strings; true/false in any case are booleans, never the
+    (truthy) strings."""
+    from gradfree.cli import parse_option
+
+    assert parse_option("steps=8") == ("steps", 8) and parse_option("lr=1e-3") == ("lr", 1e-3)
+    assert parse_option("gradient=masks") == ("gradient", "masks")
+    assert parse_option("scales=(1, 2)") == ("scales", (1, 2))
+    for text, value in (("complete=true", True), ("complete=False", False), ("complete=FALSE", False)):
+        assert parse_option(text) == ("complete", value)
