@@ -17,9 +17,9 @@ their partial derivatives are estimated. Two zeroth-order gradients, by ``gradie
   baseline) to ``m = 1`` (the input) along ``m = a 1``, and ``dF/dm_g = sum_{j in g} df/dx_j (x_j - b_j)`` is
   the group's integrand, so integrating it gives the groups' integrated gradients. Its gradients are the
   Gaussian ones above, with noise on the masks (``smoothing`` in mask units: 0.25 moves each group a quarter
-  of the way to the baseline and back): a few hundred groups instead of every pixel, so a budget of
-  1,000 queries has as many pairs per point as groups (a default grid is as fine as that allows) and the
-  orthogonal directions span the space.
+  of the way to the baseline and back), in a few dozen or hundred dimensions instead of every pixel. A
+  default grid has at most as many cells as a point has pairs (56 cells for 61 pairs at 1,000 queries,
+  8 points and ``complete``), so the orthogonal directions span the space.
 
 **Completeness** (Sec. 3, Proposition 1: ``sum_j IG_j = f(x) - f(b)``) holds for exact gradients up to the
 quadrature error; a random estimate carries noise along ``x - b`` too, so the sum misses. Every explanation
@@ -36,7 +36,7 @@ Reference: M. Sundararajan, A. Taly, Q. Yan. "Axiomatic Attribution for Deep Net
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -99,8 +99,8 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
                                     minimum=4, what="zo-ig")
     n = problem.num_inputs
     f_b = problem.score(problem.baseline, torch.arange(n))
-    gaussian = {"queries": queries, "steps": steps, "smoothing": smoothing, "complete": complete,
-                "orthogonal": orthogonal, "generator": generator, "chunk_size": chunk_size}
+    gaussian: dict[str, Any] = {"queries": queries, "steps": steps, "complete": complete, "orthogonal": orthogonal,
+                                "generator": generator, "chunk_size": chunk_size}
     maps = torch.zeros(n, problem.num_dims, dtype=problem.x.dtype, device=problem.x.device)
     if gradient == "gaussian":
         index = _pixel_index(problem)
@@ -171,10 +171,19 @@ def _mask_spaces(problem: BlackBoxProblem, directions: list[Tensor], smoothing: 
         if d.shape[0] == 0:
             spaces.append(None)
             continue
-        objective = MaskScore(problem, i, d)
         ones = torch.ones(d.shape[0], dtype=d.dtype, device=d.device)
-        spaces.append(_PathSpace(lambda a, objective=objective: objective, torch.zeros_like(ones), ones, smoothing))
+        spaces.append(_PathSpace(_constant(MaskScore(problem, i, d)), torch.zeros_like(ones), ones, smoothing))
     return spaces
+
+
+def _constant(objective: VectorObjective) -> Callable[[float], VectorObjective]:
+    """The same objective at every path position (the masks' objective does not move with the path)."""
+
+    def at(a: float) -> VectorObjective:
+        del a
+        return objective
+
+    return at
 
 
 class MaskScore:
@@ -209,11 +218,10 @@ def _path_pairs(queries: int, steps: int, complete: bool) -> tuple[int, int]:
 
 
 def _gaussian_path(problem: BlackBoxProblem, f_b: Tensor, spaces: list[_PathSpace | None], *, queries: int,
-                   steps: int, smoothing: float, complete: bool, orthogonal: bool,
-                   generator: torch.Generator | None, chunk_size: int) -> tuple[list[Tensor | None], int]:
+                   steps: int, complete: bool, orthogonal: bool, generator: torch.Generator | None,
+                   chunk_size: int) -> tuple[list[Tensor | None], int]:
     """Per input, the mean estimated gradient over the path's midpoints in its space's variables (``None``
-    where nothing differs from the baseline), and the steps taken."""
-    del smoothing  # in each space's mu
+    where nothing differs from the baseline; the smoothing is each space's ``mu``), and the steps taken."""
     steps, pairs_total = _path_pairs(queries, steps, complete)
     per_step = [pairs_total // steps + (1 if s < pairs_total % steps else 0) for s in range(steps)]
     gen = on_device(make_generator(generator), problem.x.device)
