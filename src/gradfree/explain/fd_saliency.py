@@ -93,9 +93,7 @@ def fd_saliency(model: Model, x: Tensor, *, target: int | Tensor | None = None, 
             quotient = (pair[:, 0] - pair[:, 1]) / (2 * h)
         else:  # forward difference toward the baseline (or down the indicator): (f(x) - f(x - h d)) / h
             quotient = (problem.clean[i] - scores[i]) / h
-        weights = directions[i].abs()
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
-        maps[i] = quotient.to(maps.dtype) @ weights
+        maps[i] = spread_over_groups(quotient.to(maps.dtype), directions[i])
         groups[i] = k
     del segments
     return problem.explanation(maps, "fd-saliency", groups=groups)
@@ -118,6 +116,14 @@ def group_directions(problem: BlackBoxProblem, grouping: Grouping, max_groups: i
         d = one_hot * delta[i] if times_input else one_hot
         out.append(d[d.abs().sum(dim=1) > 0])
     return out, segments
+
+
+def spread_over_groups(values: Tensor, directions: Tensor) -> Tensor:
+    """``(D,)`` each group's value ``values (k,)`` spread over its coordinates in proportion to
+    ``|directions (k, D)|``."""
+    weights = directions.abs()
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
+    return values.to(weights.dtype) @ weights
 
 
 def _finest_grid(image: Tensor, delta: Tensor, max_groups: int) -> Tensor:

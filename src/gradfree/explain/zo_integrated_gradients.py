@@ -54,9 +54,9 @@ from gradfree.explain.base import (
     register,
 )
 from gradfree.explain.estimate import antithetic_gradient
-from gradfree.explain.fd_saliency import group_directions
+from gradfree.explain.fd_saliency import group_directions, spread_over_groups
 from gradfree.explain.grouping import Grouping, parse_grouping
-from gradfree.explain.zo_smoothgrad import SubspaceScore
+from gradfree.explain.zo_smoothgrad import SubspaceScore, support_index
 from gradfree.objective.vector import VectorObjective
 
 GRADIENTS: tuple[str, ...] = ("gaussian", "groups", "masks")
@@ -103,7 +103,7 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
                                 "generator": generator, "chunk_size": chunk_size}
     maps = torch.zeros(n, problem.num_dims, dtype=problem.x.dtype, device=problem.x.device)
     if gradient == "gaussian":
-        index = _pixel_index(problem)
+        index = [support_index(problem, i, "present") for i in range(n)]  # only these can get an attribution
         total, steps = _gaussian_path(problem, f_b, _pixel_spaces(problem, index, smoothing), **gaussian)
         for i, t in enumerate(total):
             if t is not None:
@@ -134,13 +134,6 @@ class _PathSpace(NamedTuple):
     start: Tensor
     v: Tensor
     mu: float
-
-
-def _pixel_index(problem: BlackBoxProblem) -> list[Tensor]:
-    """Per input, the coordinates that differ from the baseline (the only ones that can get an attribution)."""
-    n = problem.num_inputs
-    flat_x, flat_b = problem.x.reshape(n, -1), problem.baseline.reshape(n, -1)
-    return [torch.nonzero(flat_x[i] != flat_b[i]).flatten() for i in range(n)]
 
 
 def _pixel_spaces(problem: BlackBoxProblem, indices: list[Tensor], smoothing: float) -> list[_PathSpace | None]:
@@ -198,13 +191,6 @@ class MaskScore:
         full = self.base + points.to(self.directions.dtype) @ self.directions
         owners = torch.full((points.shape[0],), self.owner, dtype=torch.int64)
         return self.problem.score(full.reshape(-1, *self.problem.x.shape[1:]), owners)
-
-
-def spread_over_groups(values: Tensor, directions: Tensor) -> Tensor:
-    """``(D,)`` each group's value spread over its coordinates in proportion to ``|direction|``."""
-    weights = directions.abs()
-    weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
-    return values.to(weights.dtype) @ weights
 
 
 def _path_pairs(queries: int, steps: int, complete: bool) -> tuple[int, int]:

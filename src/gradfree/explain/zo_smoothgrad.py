@@ -28,6 +28,8 @@ References:
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 from torch import Tensor
 
@@ -67,6 +69,14 @@ class SubspaceScore:
             full[:, self.index] = points
         owners = torch.full((points.shape[0],), self.owner, dtype=torch.int64)
         return self.problem.score(full.reshape(-1, *self.problem.x.shape[1:]), owners)
+
+
+@overload
+def support_index(problem: BlackBoxProblem, i: int, support: Literal["present"]) -> Tensor: ...
+
+
+@overload
+def support_index(problem: BlackBoxProblem, i: int, support: str) -> Tensor | None: ...
 
 
 def support_index(problem: BlackBoxProblem, i: int, support: str) -> Tensor | None:
