@@ -87,6 +87,25 @@ def test_resume_skips_finished_trials_and_reruns_failed_ones(tmp_path: Path) -> 
     assert len(_strict_rows(tmp_path / RESULTS)) == 3
 
 
+def test_rerun_runs_matching_finished_trials_again_with_their_new_settings(tmp_path: Path) -> None:
+    trials = [_trial("adam"), _trial("zo")]
+    run_trials(trials, out_dir=tmp_path, suite="unit", log=None)
+    done = (tmp_path / "runs" / "adam" / "seed0" / "result.json").stat().st_mtime_ns
+    changed = [trials[0], replace(trials[1], spec=replace(trials[1].spec, options={"lr": 3e-2, "num_directions": 2}))]
+    with pytest.raises(ConfigError, match="with resume"):
+        run_trials(changed, out_dir=tmp_path, suite="unit", log=None, rerun=["zo/*"])
+    with pytest.raises(ConfigError, match="matches no trial"):
+        run_trials(changed, out_dir=tmp_path, suite="unit", resume=True, log=None, rerun=["z0/*"])
+    # A resume alone matches rows by key, so the changed trial counts as done; --rerun runs it again.
+    assert run_trials(changed, out_dir=tmp_path, suite="unit", resume=True, log=None).ran == 0
+    outcome = run_trials(changed, out_dir=tmp_path, suite="unit", resume=True, log=None, rerun=["zo/*"])
+    assert (outcome.ran, outcome.skipped) == (1, 1)
+    assert (tmp_path / "runs" / "adam" / "seed0" / "result.json").stat().st_mtime_ns == done
+    latest = {r["key"]: r for r in latest_rows(_strict_rows(tmp_path / RESULTS))}
+    assert latest["zo/seed0"]["spec"]["options"] == {"lr": 3e-2, "num_directions": 2}
+    assert len(_strict_rows(tmp_path / RESULTS)) == 3
+
+
 def test_resume_refuses_other_arguments(tmp_path: Path) -> None:
     run_trials([_trial("adam")], out_dir=tmp_path, suite="unit", size="quick", log=None)
     with pytest.raises(ConfigError, match="size='quick'"):

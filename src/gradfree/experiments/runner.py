@@ -3,13 +3,16 @@
 Rows go to ``OUT/results.jsonl`` (:mod:`gradfree.experiments.rows`). Each trial runs in ``OUT/runs/<key>``
 through its registered trial kind (:mod:`gradfree.experiments.kinds`; training is kind ``"train"``).
 ``resume`` skips trials whose latest row is ``"ok"``, continues a killed trial of a resumable kind from its
-run folder (same result as an uninterrupted run), and reruns trials whose latest row is an error from scratch.
+run folder (same result as an uninterrupted run), and reruns trials whose latest row is an error from scratch;
+``rerun`` (key patterns, ``fnmatch`` style) also reruns finished trials from scratch, e.g. after a change to
+their settings (a resume matches rows to trials by key only). The new row supersedes the old one.
 ``OUT/suite.json`` records the suite, its size, the overrides and the trial list; a resume with other
 arguments is refused rather than mixing two benchmarks in one file.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -171,7 +174,8 @@ def _check_out_dir(out: Path, identity: Row, *, resume: bool) -> None:
 
 def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size: str = "",
                overrides: Overrides | None = None, resume: bool = False, data_dir: str | Path | None = None,
-               download: bool = True, progress: bool | None = False, log: Log | None = print) -> RunOutcome:
+               download: bool = True, progress: bool | None = False, log: Log | None = print,
+               rerun: Sequence[str] = ()) -> RunOutcome:
     """Run ``trials`` in order, appending one row per trial to ``out_dir/results.jsonl``.
 
     Args:
@@ -181,6 +185,8 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
         data_dir, download: where datasets are looked up, as in :func:`gradfree.run.train_run`.
         progress: each trial's progress bar (``None``: only on a terminal).
         log: called with one line per trial (``None``: silent).
+        rerun: with ``resume``, key patterns (``fnmatch``) of finished trials to run again from scratch; a
+            pattern that matches no trial is an error (a typo would otherwise rerun nothing).
 
     A trial that raises gets an ``"error"`` row and the next trial runs; a keyboard interrupt stops the run
     with every finished trial's row written (the interrupted trial resumes from its checkpoint).
@@ -191,10 +197,15 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
     out = Path(out_dir)
     overrides = overrides or Overrides()
     identity = {"suite": suite, "size": size, "overrides": asdict(overrides)}
-    _check_out_dir(out, identity, resume=resume)
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise ConfigError("trial keys must be unique")
+    if rerun and not resume:
+        raise ConfigError("rerun names trials of an earlier run: pass it with resume (--resume)")
+    for pattern in rerun:
+        if not any(fnmatch.fnmatchcase(k, pattern) for k in keys):
+            raise ConfigError(f"--rerun {pattern!r} matches no trial of this suite; keys look like {keys[0]!r}")
+    _check_out_dir(out, identity, resume=resume)
     results = out / RESULTS
     if repair(results) and log:
         log(f"{results}: cut a torn last line left by an interrupted write")
@@ -209,7 +220,8 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
     width = len(str(len(trials)))
     for i, trial in enumerate(trials, 1):
         prefix = f"[{i:>{width}}/{len(trials)}] {trial.key}"
-        if status.get(trial.key) == "ok":
+        again = any(fnmatch.fnmatchcase(trial.key, pattern) for pattern in rerun)
+        if status.get(trial.key) == "ok" and not again:
             outcome.skipped += 1
             if log:
                 log(f"{prefix}: done earlier, skipped")
@@ -304,7 +316,7 @@ def describe(row: Row) -> str:
 def run_suite(name: str, *, size: str = "full", out_dir: str | Path | None = None,
               overrides: Overrides | None = None, resume: bool = False, data_dir: str | Path | None = None,
               download: bool = True, threads: int | None = None, report: bool = True,
-              log: Log | None = print) -> RunOutcome:
+              log: Log | None = print, rerun: Sequence[str] = ()) -> RunOutcome:
     """Run the registered suite ``name`` at ``size`` into ``out_dir`` (default ``runs/bench/<name>-<size>``),
     then render its report unless ``report`` is false.
     """
@@ -318,7 +330,8 @@ def run_suite(name: str, *, size: str = "full", out_dir: str | Path | None = Non
     if log:
         log(f"suite {name} ({size}): {len(trials)} trials -> {out / RESULTS}")
     outcome = run_trials(trials, out_dir=out, suite=name, size=size, overrides=overrides, resume=resume,
-                         data_dir=data_dir, download=download, progress=None if log else False, log=log)
+                         data_dir=data_dir, download=download, progress=None if log else False, log=log,
+                         rerun=rerun)
     if report:
         from gradfree.reports.report import write_report
 
