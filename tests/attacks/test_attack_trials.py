@@ -87,3 +87,9 @@ def test_the_suites_cover_every_attack_goal_and_norm_with_unique_keys() -> None:
     assert {"mnist-rso", "mnist-quantized"} <= others
     quantized = {t.spec.method for t in mnist if t.spec.victim == "mnist-quantized"}
     assert {"pgd", "square", "nes", "bandits-td", "zo-signsgd", "hopskipjump"} <= quantized
+    # ZOO's own settings: CIFAR-10's targeted ZOO-ADAM takes the larger step, the rest share the task's
+    for name, lr, targeted_adam in (("attacks-mnist", 0.03, 0.03), ("attacks-cifar10", 0.003, 0.01)):
+        zoo = [t.spec for t in SUITES.get(name)("full") if isinstance(t.spec, AttackSpec)
+               and t.spec.method.startswith("zoo-") and t.spec.options["binary_steps"] > 1]
+        assert {s.options["lr"] for s in zoo if s.targeted and s.method == "zoo-adam"} == {targeted_adam}
+        assert {s.options["lr"] for s in zoo if not (s.targeted and s.method == "zoo-adam")} == {lr}

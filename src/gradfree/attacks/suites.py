@@ -20,7 +20,10 @@ ZOO's settings were chosen on a few images (one core, short runs): on MNIST (``t
 each of 3 images (mean +1.9%), for about 330,000 queries per image; on CIFAR-10, whose distortions are ten times
 smaller (``lr=0.003``, ``initial_const=0.01``, 6 binary steps of 200 iterations, an early-abort check every 50)
 it came within 6% on one image and at 3x on a second whose C&W distortion is only 0.018, for 80,000-270,000
-queries. ZOO and ART therefore attack fewer images than the others.
+queries. Targeted on CIFAR-10 those settings fooled 4 of 6 images (seeds 0-1 of the full size): Adam moves a
+coordinate by about ``lr`` an update, and targeted distortions are 2-4x larger, so the targeted attack takes
+the paper's ``lr = 0.01`` (:data:`ZOO_ADAM_TARGETED`; 6 of 6 on the same images). ZOO and ART attack fewer images
+than the others.
 
 Sizes (one core's time, from the measured query costs: the LeNet scores about 10,000 images a second, the
 half-width CIFAR CNN about 1,400):
@@ -47,6 +50,9 @@ ZOO_OPTIONS: dict[str, dict[str, Any]] = {
     "cifar10": {"tanh": False, "initial_const": 0.01, "binary_steps": 6, "iterations": 200, "lr": 0.003,
                 "early_stop_every": 50},
 }
+ZOO_ADAM_TARGETED: dict[str, dict[str, Any]] = {"mnist": {}, "cifar10": {"lr": 0.01}}
+"""Changes to :data:`ZOO_OPTIONS` for targeted ZOO-ADAM (see the module docstring; ZOO-Newton's step is
+``lr g / h``, already 100% targeted at the shared settings)."""
 ZOO_AT_ART_SETTINGS = {"tanh": False, "initial_const": ART_BEST["initial_const"], "binary_steps": 1,
                        "iterations": ART_BEST["max_iter"], "lr": 0.01, "coordinates": 128, "h": 1e-4,
                        "confidence": 0.0}
@@ -85,9 +91,10 @@ def attack_trials(victim: str, task: str, size: Size, *, eps_linf: float, eps_l2
         common = {"victim": victim, "victim_seed": seed, "seed": seed}
         for targeted in (False, True):
             goal = "targeted" if targeted else "untargeted"
-            zoo = {**ZOO_OPTIONS[task], **p["zoo"]}
             g = f"{victim}/{goal}/l2-minimal"
             for method in ("zoo-adam", "zoo-newton"):
+                own = ZOO_ADAM_TARGETED[task] if targeted and method == "zoo-adam" else {}
+                zoo = {**ZOO_OPTIONS[task], **own, **p["zoo"]}
                 trials.append(_trial(method, g, method=method, targeted=targeted, norm="l2", eps=None, queries=None,
                                      images=few, options=zoo, **common))
             trials.append(_trial("cw-l2", g, method="cw-l2", targeted=targeted, norm="l2", eps=None, queries=None,
