@@ -10,11 +10,11 @@ from torch import nn
 
 from gradfree.errors import ConfigError
 from gradfree.explain import EXPLAINERS, Explanation
+from gradfree.explain.blur import gaussian_blur
 from gradfree.explain.metrics import (
     _auc,
     deletion_insertion,
     faithfulness_correlation,
-    gaussian_blur,
     importance_order,
     input_support,
     parameterised_layers,

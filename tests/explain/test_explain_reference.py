@@ -9,6 +9,7 @@ import torch
 from explain_models import cosine, images, smooth_cnn
 
 from gradfree.explain import EXPLAINERS
+from gradfree.explain.blur import blurred
 from gradfree.explain.estimate import gaussian_directions
 
 
@@ -110,6 +111,25 @@ def test_zo_integrated_gradients_over_masks_integrate_each_groups_integrand() ->
     noisy = EXPLAINERS.get("zo-ig")(model, x, queries=300, gradient="masks", grouping="patches:2",
                                      generator=torch.Generator().manual_seed(0))
     assert (cosine(torch.nn.functional.avg_pool2d(noisy.maps, 2) * 4, pooled) > 0.95).all()
+
+
+def test_zo_integrated_gradients_with_a_blurred_start_average_two_paths() -> None:
+    """``blur = w``: (1 - w) times IG from the baseline plus w times IG from the blurred input, in shares w of
+    the budget, adding up to f(x) minus the starts' weighted scores."""
+    model, x = smooth_cnn(), images(scale=2.0)
+    start = blurred(x, 0.1)
+    wb = EXPLAINERS.get("integrated-gradients")(model, x, queries=200, steps=64)
+    wb_blur = EXPLAINERS.get("integrated-gradients")(model, x, queries=200, steps=64, baseline=start)
+    both = EXPLAINERS.get("zo-ig")(model, x, queries=4000, gradient="masks", grouping="coordinates", steps=8,
+                                    smoothing=1e-3, blur=0.25, complete=True,
+                                    generator=torch.Generator().manual_seed(0))
+    assert (cosine(both.maps, 0.75 * wb.maps + 0.25 * wb_blur.maps) > 0.99).all()
+    assert (cosine(both.maps - 0.75 * wb.maps, wb_blur.maps) > 0.95).all()  # the blurred path's own part
+    assert both.extras["steps"].tolist() == [6 + 2] * 3
+    expected = 0.75 * wb.extras["delta"] + 0.25 * wb_blur.extras["delta"]
+    assert torch.allclose(both.extras["delta"], expected, atol=1e-5)
+    assert (both.extras["completeness_gap"] < 1e-4).all()
+    assert (both.queries <= 4000).all() and (both.queries >= 3990).all()
 
 
 def test_white_box_smoothgrad_is_the_mean_gradient_at_noisy_inputs() -> None:

@@ -98,6 +98,13 @@ def test_the_target_check_compares_the_best_zeroth_order_method_with_each_baseli
     rows[3] = _row("occlusion", "occlusion", 0.09, 0.97)
     (block,) = _target_check(rows, "v")
     assert {r[0]: r[-1] for r in block.table.rows}["lime"] == "beaten"
+    # The method judged is the one meeting the target against the most methods, not merely the lowest deletion.
+    rows = [*rows[:3], _row("occlusion", "occlusion", 0.09, 0.985), _row("lime", "lime", 0.055, 0.99),
+            _row("smoothgrad", "smoothgrad", 0.058, 0.99), _row("zo-ig (blur)", "zo-ig", 0.062, 0.995)]
+    (block,) = _target_check(rows, "v")
+    assert "**zo-ig (blur)**" in block.caption
+    assert {r[0]: r[-1] for r in block.table.rows} == {"occlusion": "beaten", "lime": "not beaten",
+                                                        "smoothgrad": "within 10%"}
 
 
 def test_randomisation_verdict_reads_the_maps_over_the_input_support() -> None:

@@ -99,6 +99,19 @@ def test_bad_arguments_are_clear_errors(name: str) -> None:
         method(model, x, queries=Q, target=torch.tensor([0, 1]))
 
 
+def test_zo_igs_blurred_start_refuses_what_it_cannot_do() -> None:
+    model, x = smooth_cnn(), images()
+    zo_ig = EXPLAINERS.get("zo-ig")
+    with pytest.raises(ConfigError, match=r"in \[0, 1\)"):
+        zo_ig(model, x, queries=Q, blur=1.0)
+    with pytest.raises(ConfigError, match="leaves a path 1 of the 100"):
+        zo_ig(model, x, queries=100, blur=0.01)
+    with pytest.raises(ConfigError, match="needs images"):
+        zo_ig(torch.nn.Linear(12, 3), torch.randn(2, 12), queries=Q, blur=0.25)
+    with pytest.raises(ConfigError, match="fraction of the image side"):
+        zo_ig(model, x, queries=Q, blur=0.25, blur_sigma=0.0)
+
+
 @pytest.mark.parametrize("name", ["fd-saliency", "occlusion", "gradient", "integrated-gradients"])
 def test_deterministic_methods_explain_each_input_as_if_alone(name: str) -> None:
     model, x = smooth_cnn(), images()

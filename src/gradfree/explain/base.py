@@ -30,6 +30,7 @@ negative of a contrastive explanation...).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -252,6 +253,12 @@ class BlackBoxProblem:
         if int(targets.min()) < 0 or int(targets.max()) >= outputs.shape[1]:
             raise ConfigError(f"target classes must lie in 0..{outputs.shape[1] - 1}")
         return cls(box, x, resolve_baseline(baseline, x), targets, outputs, queries, started)
+
+    def with_baseline(self, baseline: Tensor) -> BlackBoxProblem:
+        """The same batch, box and counters with another baseline ``(N, *shape)`` (a second path start)."""
+        view = copy.copy(self)
+        view.baseline = baseline.to(self.x.dtype)
+        return view
 
     @property
     def num_inputs(self) -> int:

@@ -42,11 +42,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradfree.errors import ConfigError
 from gradfree.explain.base import Explanation, Model, check_count, pixel_maps, resolve_baseline
+from gradfree.explain.blur import BLUR, blurred
 from gradfree.models.init import reset_parameters
 from gradfree.objective.input_space import evaluation_mode
 
@@ -81,18 +81,6 @@ def scores_of(model: Model, points: Tensor, targets: Tensor, *, access: str = "p
     return torch.cat(out)
 
 
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Each channel of images ``(N, C, H, W)`` blurred by a Gaussian of ``sigma`` pixels (reflected edges)."""
-    radius = max(1, int(2 * sigma + 0.5))
-    k = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-k.square() / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    pad = F.pad(x, (radius, radius, radius, radius), mode="reflect" if radius < min(x.shape[2:]) else "replicate")
-    out = F.conv2d(pad, kernel.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(out, kernel.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def importance_order(maps: Tensor, *, seed: int = 0) -> Tensor:
     """``(N, P)`` pixel indices, most important first (pixel maps descending, ties in a seeded random order)."""
     pix = pixel_maps(maps).reshape(maps.shape[0], -1)
@@ -112,7 +100,7 @@ def _pixel_view(x: Tensor) -> tuple[Tensor, int]:
 
 def deletion_insertion(model: Model, x: Tensor, maps: Tensor | Explanation, *, targets: Tensor,
                        baseline: float | Tensor = 0.0, steps: int | None = None, insert_from: str = "blur",
-                       blur: float = 0.1, access: str = "probabilities", seed: int = 0) -> Curves:
+                       blur: float = BLUR, access: str = "probabilities", seed: int = 0) -> Curves:
     """Deletion and insertion curves and AUCs of ``maps`` (see the module docstring).
 
     Args:
@@ -134,7 +122,7 @@ def deletion_insertion(model: Model, x: Tensor, maps: Tensor | Explanation, *, t
     base = resolve_baseline(baseline, x)
     pixels_x, p = _pixel_view(x)
     steps = check_count("steps", steps if steps is not None else (x.shape[-1] if x.ndim == 4 else min(p, 32)))
-    start = gaussian_blur(x, blur * x.shape[-1]) if insert_from == "blur" and x.ndim == 4 else base
+    start = blurred(x, blur) if insert_from == "blur" and x.ndim == 4 else base
     order = importance_order(maps, seed=seed)
     counts = torch.round(torch.arange(steps + 1, dtype=torch.float64) * p / steps).long()
     rank = torch.empty_like(order)

@@ -169,39 +169,41 @@ def _grid(rows: Sequence[Row], out: Path, safe: str) -> Figure | None:
 
 
 def _target_check(rows: Sequence[Row], victim: str) -> list[Block]:
-    """The issue's target at 1,000 queries within one group of trials: the best zeroth-order method (lowest
-    median deletion AUC) against each baseline and white-box SmoothGrad (nothing when the group lacks them)."""
+    """The issue's target at 1,000 queries within one group of trials: the zeroth-order method that meets it
+    against the most baselines (then the lowest median deletion AUC) against each baseline and white-box
+    SmoothGrad (nothing when the group lacks them)."""
     at = [r for r in rows if int(_spec(r).get("queries", 0)) == TARGET_BUDGET]
     labels = _by_label(at)
     medians = {label: (_stats([_value(r, "test_deletion_auc") for r in members]),
                        _stats([_value(r, "test_insertion_auc") for r in members]))
                for label, members in labels.items()}
     zo = [label for label, members in labels.items() if method_kind(str(_spec(members[0]).get("method"))) ==
-          "zeroth-order" and medians[label][0] is not None]
+          "zeroth-order" and medians[label][0] is not None and medians[label][1] is not None]
     if not zo or not any(str(_spec(m[0]).get("method")) in BASELINES for m in labels.values()):
         return []
-    best = min(zo, key=lambda label: medians[label][0][0])  # type: ignore[index]
-    d_best, i_best = medians[best][0][0], medians[best][1][0]  # type: ignore[index]
-    body = []
-    others = [label for label, m in labels.items() if str(_spec(m[0]).get("method")) in (*BASELINES, "smoothgrad")]
-    for label in others:
-        d, i = medians[label]
-        if d is None or i is None:
-            continue
-        method = str(_spec(labels[label][0]).get("method"))
-        if method == "smoothgrad":
-            verdict = ("within 10%" if d_best <= 1.1 * d[0] and i_best >= 0.9 * i[0] else "not within 10%")
-        else:
-            verdict = "beaten" if d_best < d[0] and i_best > i[0] else "not beaten"
-        body.append([label, f"{d[0]:.4f}", f"{i[0]:.4f}", f"{d_best / d[0]:.3f}", f"{i_best / i[0]:.3f}", verdict])
-    if not body:
+    others = [(label, str(_spec(m[0]).get("method")), medians[label][0][0], medians[label][1][0])  # type: ignore[index]
+              for label, m in labels.items() if str(_spec(m[0]).get("method")) in (*BASELINES, "smoothgrad")
+              and medians[label][0] is not None and medians[label][1] is not None]
+    if not others:
         return []
+
+    def verdicts(label: str) -> list[str]:
+        d_zo, i_zo = medians[label][0][0], medians[label][1][0]  # type: ignore[index]
+        return [("within 10%" if d_zo <= 1.1 * d and i_zo >= 0.9 * i else "not within 10%") if method == "smoothgrad"
+                else ("beaten" if d_zo < d and i_zo > i else "not beaten") for _, method, d, i in others]
+
+    best = min(zo, key=lambda label: (-sum(v in ("beaten", "within 10%") for v in verdicts(label)),
+                                      medians[label][0][0]))  # type: ignore[index]
+    d_best, i_best = medians[best][0][0], medians[best][1][0]  # type: ignore[index]
+    body = [[label, f"{d:.4f}", f"{i:.4f}", f"{d_best / d:.3f}", f"{i_best / i:.3f}", verdict]
+            for (label, _, d, i), verdict in zip(others, verdicts(best), strict=True)]
     table = Table(["against", "deletion AUC", "insertion AUC", "best ZO / it (deletion)", "best ZO / it (insertion)",
                    "target"], body, [False, True, True, True, True, False])
-    return [TableBlock(table, caption=f"`{victim}` at {TARGET_BUDGET:,} queries: the best zeroth-order method by "
-                                      f"median deletion AUC is **{best}** (deletion {d_best:.4f}, insertion "
-                                      f"{i_best:.4f}). Target: lower deletion and higher insertion than each "
-                                      "baseline, and within 10% of white-box SmoothGrad (medians over seeds).")]
+    return [TableBlock(table, caption=f"`{victim}` at {TARGET_BUDGET:,} queries: the zeroth-order method that meets "
+                                      f"the target against the most methods (then the lowest median deletion AUC) "
+                                      f"is **{best}** (deletion {d_best:.4f}, insertion {i_best:.4f}). Target: lower "
+                                      "deletion and higher insertion than each baseline, and within 10% of white-box "
+                                      "SmoothGrad (medians over seeds).")]
 
 
 def _sanity_table(rows: Sequence[Row], victim: str) -> list[Block]:

@@ -35,6 +35,7 @@ METHODS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("zo-smoothgrad (present)", "zo-smoothgrad", {"support": "present"}),
     ("zo-ig", "zo-ig", {}),
     ("zo-ig (masks)", "zo-ig", {"gradient": "masks", "complete": True}),
+    ("zo-ig (masks + blur)", "zo-ig", {"gradient": "masks", "complete": True, "blur": 0.25}),
     ("contrastive (pp)", "contrastive", {"mode": "pp"}),
     ("occlusion", "occlusion", {}),
     ("rise", "rise", {}),

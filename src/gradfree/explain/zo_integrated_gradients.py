@@ -30,7 +30,22 @@ replaced by the difference quotient across its interval, ``steps * (f(b + (k + 1
 f(b + k v / steps))``. Those quotients telescope to ``f(x) - f(b)``, so completeness then holds exactly (to
 rounding), while the components orthogonal to ``v`` keep the estimate's noise.
 
-Reference: M. Sundararajan, A. Taly, Q. Yan. "Axiomatic Attribution for Deep Networks." ICML 2017, Sec. 3.
+**Two path starts** (``blur``, images only): a weight ``w`` gives the share ``w`` of the queries and steps to
+a second path, from the input blurred (a Gaussian of ``blur_sigma`` times the image side), and the maps are
+``(1 - w) IG_b + w IG_blur`` — the expectation over a two-point distribution of baselines, as expected
+gradients average over baselines (Erion et al. 2021), with the blurred start of blur integrated gradients (Xu
+et al. 2020); their sum is ``f(x) - ((1 - w) f(b) + w f(blur))``. The two starts ask different questions:
+from the baseline, which pixels the score needs at all (what deletion to the baseline measures); from the
+blurred input, which pixels' detail it needs (what insertion into a blurred copy measures — at the same
+blur of 0.1 by default, the start of this project's insertion metric). On the CIFAR-10 CNN, 100 images,
+1,000 queries, masks: deletion / insertion AUC 0.0585 / 0.615 from the baseline alone; see the results
+README for ``blur = 0.25``.
+
+References:
+    M. Sundararajan, A. Taly, Q. Yan. "Axiomatic Attribution for Deep Networks." ICML 2017, Sec. 3.
+    G. Erion, J. D. Janizek, P. Sturmfels, S. M. Lundberg, S.-I. Lee. "Improving performance of deep learning
+    models with axiomatic attribution priors and expected gradients." Nature Machine Intelligence 2021.
+    S. Xu, S. Venugopalan, M. Sundararajan. "Attribution in Scale and Space." CVPR 2020.
 """
 
 from __future__ import annotations
@@ -53,6 +68,7 @@ from gradfree.explain.base import (
     on_device,
     register,
 )
+from gradfree.explain.blur import BLUR, blurred
 from gradfree.explain.estimate import antithetic_gradient
 from gradfree.explain.fd_saliency import group_directions, spread_over_groups
 from gradfree.explain.grouping import Grouping, parse_grouping
@@ -68,8 +84,8 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
                             access: str = "logits", baseline: float | Tensor = 0.0,
                             generator: torch.Generator | None = None, gradient: str = "gaussian",
                             steps: int | None = None, smoothing: float | None = None, complete: bool = False,
-                            grouping: str | Grouping = "grid", orthogonal: bool = True,
-                            chunk_size: int = 2048) -> Explanation:
+                            grouping: str | Grouping = "grid", orthogonal: bool = True, blur: float = 0.0,
+                            blur_sigma: float = BLUR, chunk_size: int = 2048) -> Explanation:
     """Integrated gradients from zeroth-order gradients at ``steps`` points of the path (module docstring).
 
     Args:
@@ -83,11 +99,14 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
             difference.
         grouping: (groups, masks) the grouping, as for ``fd-saliency``.
         orthogonal: (Gaussian, masks) directions orthogonal in blocks.
+        blur: the weight, and share of the queries and steps, of a second path that starts at the input
+            blurred (images only; module docstring); 0 (default) for the baseline's path alone.
+        blur_sigma: that blur's standard deviation as a fraction of the image side.
         chunk_size: at most this many rows per query call.
 
     Returns:
         An :class:`~gradfree.explain.base.Explanation`; extras ``completeness_gap`` ``(N,)``, ``delta``
-        ``(N,)`` (``f(x) - f(b)``) and ``steps`` ``(N,)``.
+        ``(N,)`` (``f(x)`` minus the starts' weighted scores) and ``steps`` ``(N,)`` (of all paths).
     """
     if gradient not in GRADIENTS:
         raise ConfigError(f"gradient must be one of {', '.join(GRADIENTS)}, got {gradient!r}")
@@ -95,8 +114,42 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
         raise ConfigError("complete=True corrects Gaussian estimates; group differences need no correction")
     steps = check_count("steps", steps if steps is not None else (4 if gradient == "groups" else 8))
     smoothing = check_positive("smoothing", smoothing if smoothing is not None else SMOOTHING[gradient])
+    if not 0.0 <= blur < 1.0:
+        raise ConfigError(f"blur is the blurred path's weight, in [0, 1), got {blur}")
     problem = BlackBoxProblem.build(model, x, target=target, queries=queries, access=access, baseline=baseline,
-                                    minimum=4, what="zo-ig")
+                                    minimum=4 if blur == 0 else 8, what="zo-ig")
+    paths = [(1.0 - blur, problem)]
+    if blur > 0:
+        paths.append((blur, problem.with_baseline(blurred(problem.x, blur_sigma))))
+    n = problem.num_inputs
+    maps = torch.zeros(n, problem.num_dims, dtype=problem.x.dtype, device=problem.x.device)
+    start_score = torch.zeros(n, dtype=problem.clean.dtype, device=problem.clean.device)
+    steps_run, left = 0, queries
+    for j, (weight, path) in enumerate(paths):
+        share = left if j == len(paths) - 1 else round(queries * weight)  # the last path takes what is left
+        if share < 4:
+            raise ConfigError(f"zo-ig with blur={blur} leaves a path {share} of the {queries} queries per input; "
+                              f"each path needs at least 4: raise queries or move blur away from 0 and 1")
+        path_steps = max(1, round(steps * weight))
+        path_maps, path_steps, f_b = _path_attribution(path, gradient, queries=share, steps=path_steps,
+                                                       smoothing=smoothing, complete=complete, grouping=grouping,
+                                                       orthogonal=orthogonal, generator=generator,
+                                                       chunk_size=chunk_size)
+        maps += weight * path_maps
+        start_score += weight * f_b
+        steps_run += path_steps
+        left -= share
+    delta = problem.clean - start_score
+    gap = (maps.sum(dim=1) - delta).abs() / delta.abs().clamp(min=1e-12)
+    return problem.explanation(maps, "zo-ig", completeness_gap=gap, delta=delta,
+                               steps=torch.full((n,), steps_run, dtype=torch.int64))
+
+
+def _path_attribution(problem: BlackBoxProblem, gradient: str, *, queries: int, steps: int, smoothing: float,
+                      complete: bool, grouping: str | Grouping, orthogonal: bool,
+                      generator: torch.Generator | None, chunk_size: int) -> tuple[Tensor, int, Tensor]:
+    """``(maps (N, D), steps taken, f(b) (N,))`` of the path from ``problem``'s baseline, in ``queries`` per
+    input (``f(x)``, already known, counted among them)."""
     n = problem.num_inputs
     f_b = problem.score(problem.baseline, torch.arange(n))
     gaussian: dict[str, Any] = {"queries": queries, "steps": steps, "complete": complete, "orthogonal": orthogonal,
@@ -119,10 +172,7 @@ def zo_integrated_gradients(model: Model, x: Tensor, *, target: int | Tensor | N
     else:
         maps, steps = _group_path(problem, queries=queries, steps=steps, step=smoothing,
                                   grouping=parse_grouping(grouping))
-    delta = problem.clean - f_b
-    gap = (maps.sum(dim=1) - delta).abs() / delta.abs().clamp(min=1e-12)
-    return problem.explanation(maps, "zo-ig", completeness_gap=gap, delta=delta,
-                               steps=torch.full((n,), steps, dtype=torch.int64))
+    return maps, steps, f_b
 
 
 class _PathSpace(NamedTuple):
@@ -272,4 +322,5 @@ def _group_path(problem: BlackBoxProblem, *, queries: int, steps: int, step: flo
 register("zo-ig", zo_integrated_gradients, kind="zeroth-order",
                summary="integrated gradients from zeroth-order gradients along the path, in pixels or in "
                        "superpixel masks (Sundararajan et al. 2017), completeness gap reported",
-               options=("gradient", "steps", "smoothing", "complete", "grouping", "orthogonal", "chunk_size"))
+               options=("gradient", "steps", "smoothing", "complete", "grouping", "orthogonal", "blur", "blur_sigma",
+                        "chunk_size"))
