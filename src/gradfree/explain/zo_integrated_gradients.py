@@ -37,9 +37,11 @@ gradients average over baselines (Erion et al. 2021), with the blurred start of 
 et al. 2020); their sum is ``f(x) - ((1 - w) f(b) + w f(blur))``. The two starts ask different questions:
 from the baseline, which pixels the score needs at all (what deletion to the baseline measures); from the
 blurred input, which pixels' detail it needs (what insertion into a blurred copy measures — at the same
-blur of 0.1 by default, the start of this project's insertion metric). On the CIFAR-10 CNN, 100 images,
-1,000 queries, masks: deletion / insertion AUC 0.0585 / 0.615 from the baseline alone; see the results
-README for ``blur = 0.25``.
+blur of 0.1 by default, the start of this project's insertion metric). Measured on the seed-0 CIFAR-10 CNN's
+first 100 correct test images, 1,000 queries, masks, ``complete``, one seed: deletion / insertion AUC
+0.0585 / 0.615 from the baseline alone, 0.0650 / 0.722 with ``blur = 0.25`` (6 + 2 steps), 0.0634 / 0.682
+with 0.2, 0.0696 / 0.766 with 0.25 but one step on the blurred path; on the same images RISE 0.1015 / 0.702,
+LIME 0.0693 / 0.578, KernelSHAP 0.0860 / 0.602 (seed 0).
 
 References:
     M. Sundararajan, A. Taly, Q. Yan. "Axiomatic Attribution for Deep Networks." ICML 2017, Sec. 3.
