@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,18 @@ def test_the_suites_cover_every_attack_goal_and_norm_with_unique_keys() -> None:
                and t.spec.method.startswith("zoo-") and t.spec.options["binary_steps"] > 1]
         assert {s.options["lr"] for s in zoo if s.targeted and s.method == "zoo-adam"} == {targeted_adam}
         assert {s.options["lr"] for s in zoo if not (s.targeted and s.method == "zoo-adam")} == {lr}
+
+
+def test_success_curves_read_each_seed_at_every_budget_of_the_median() -> None:
+    """Seeds sample their curves at budgets of their own; the median reads each seed's curve as a step
+    function, so a budget only one seed sampled does not drag the median down to that seed alone."""
+    from gradfree.attacks.report import _success_within
+
+    early = [(1, 0.0), (10, 0.5), (20, 1.0)]
+    late = [(1, 0.0), (15, 0.6), (30, 1.0)]
+    assert [_success_within(early, q) for q in (0, 1, 9, 10, 25, 100)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    third = [(1, 0.0), (12, 0.9), (25, 1.0)]
+    budgets = sorted({q for c in (early, late, third) for q, _ in c})
+    medians = [statistics.median(_success_within(c, q) for c in (early, late, third)) for q in budgets]
+    assert medians == sorted(medians)  # monotone, as every seed's own curve is
+    assert medians[budgets.index(30)] == 1.0

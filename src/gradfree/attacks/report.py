@@ -123,6 +123,15 @@ def _load_shown(row: Row, out: Path) -> tuple[_Shown, list[str]] | None:
                   saved["success"], saved["l2"], saved["linf"]), names
 
 
+def _success_within(curve: list[tuple[int, float]], budget: int) -> float:
+    """A trial's success rate within ``budget`` queries from its sampled curve ``[(queries, rate), ...]``
+    (sorted): the rate at its last sample at or below the budget (0 before the first). Trials sample their
+    curves at budgets of their own (a white-box reference at its own spend), so a median over seeds reads each
+    one there rather than at whichever seed happened to sample a budget."""
+    within = [rate for q, rate in curve if q <= budget]
+    return within[-1] if within else 0.0
+
+
 def figures(rows: Sequence[Row], out: Path) -> list[Block]:
     """Success-against-queries curves and picture grids per setting, then the target checks."""
     from gradfree.attacks.pictures import adversarial_grid, success_curves
@@ -134,13 +143,12 @@ def figures(rows: Sequence[Row], out: Path) -> list[Block]:
         stem = file_part(f"attack_{victim}_{norm}_{'targeted' if targeted else 'untargeted'}_{eps}")
         curves: dict[str, tuple[list[int], list[float]]] = {}
         for label, trials in _by(members, lambda r: str(r.get("label"))).items():
-            per_budget: dict[int, list[float]] = {}
-            for r in trials:
-                for point in r.get("history") or []:
-                    per_budget.setdefault(int(point["queries"]), []).append(float(point["success_rate"]))
-            if per_budget:
-                budgets = sorted(per_budget)
-                curves[label] = (budgets, [statistics.median(per_budget[q]) for q in budgets])
+            steps = [sorted((int(p["queries"]), float(p["success_rate"])) for p in r.get("history") or [])
+                     for r in trials]
+            steps = [s for s in steps if s]
+            if steps:
+                budgets = sorted({q for s in steps for q, _ in s})
+                curves[label] = (budgets, [statistics.median(_success_within(s, q) for s in steps) for q in budgets])
         if curves:
             file = f"{stem}_success.png"
             success_curves(curves, out / file, title=f"Success rate against queries: {_setting_text(setting)}"
