@@ -22,8 +22,8 @@ smaller (``lr=0.003``, ``initial_const=0.01``, 6 binary steps of 200 iterations,
 it came within 6% on one image and at 3x on a second whose C&W distortion is only 0.018, for 80,000-270,000
 queries. Targeted on CIFAR-10 those settings fooled 4 of 6 images (seeds 0-1 of the full size): Adam moves a
 coordinate by about ``lr`` an update, and targeted distortions are 2-4x larger, so the targeted attack takes
-the paper's ``lr = 0.01`` (:data:`ZOO_ADAM_TARGETED`; 6 of 6 on the same images). ZOO and ART attack fewer images
-than the others.
+the paper's ``lr = 0.01`` (:data:`ZOO_ADAM_TARGETED`; 6 of 6 on the same images, 9 of 9 over the full size's
+3 seeds). ZOO and ART attack fewer images than the others.
 
 Sizes (one core's time, from the measured query costs: the LeNet scores about 10,000 images a second, the
 half-width CIFAR CNN about 1,400):
