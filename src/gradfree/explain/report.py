@@ -1,9 +1,9 @@
 """The report sections of explanation trials (kind ``"explain"``), drawn from the rows and their artifacts.
 
 Beyond the shared results table: AUC against the query budget per victim, heat-map grids (the input, then
-every method's map) from the trials' ``maps.pt``, the issue's target check at 1,000 queries (the best
-zeroth-order method against each black-box baseline and white-box SmoothGrad), the randomisation check,
-seconds per image, and ZO-SmoothGrad's convergence to SmoothGrad.
+every method's map) from the trials' ``maps.pt``, the issue's target check at 1,000 queries (the zeroth-order
+method that meets it against the most methods, against each black-box baseline and white-box SmoothGrad),
+the randomisation check, seconds per image, and ZO-SmoothGrad's convergence to SmoothGrad.
 """
 
 from __future__ import annotations
