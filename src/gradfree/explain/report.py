@@ -174,29 +174,28 @@ def _target_check(rows: Sequence[Row], victim: str) -> list[Block]:
     SmoothGrad (nothing when the group lacks them)."""
     at = [r for r in rows if int(_spec(r).get("queries", 0)) == TARGET_BUDGET]
     labels = _by_label(at)
-    medians = {label: (_stats([_value(r, "test_deletion_auc") for r in members]),
-                       _stats([_value(r, "test_insertion_auc") for r in members]))
-               for label, members in labels.items()}
-    zo = [label for label, members in labels.items() if method_kind(str(_spec(members[0]).get("method"))) ==
-          "zeroth-order" and medians[label][0] is not None and medians[label][1] is not None]
-    if not zo or not any(str(_spec(m[0]).get("method")) in BASELINES for m in labels.values()):
-        return []
-    others = [(label, str(_spec(m[0]).get("method")), medians[label][0][0], medians[label][1][0])  # type: ignore[index]
-              for label, m in labels.items() if str(_spec(m[0]).get("method")) in (*BASELINES, "smoothgrad")
-              and medians[label][0] is not None and medians[label][1] is not None]
-    if not others:
+    method = {label: str(_spec(members[0]).get("method")) for label, members in labels.items()}
+    point: dict[str, tuple[float, float]] = {}  # the median deletion and insertion AUC of each label with both
+    for label, members in labels.items():
+        d = _stats([_value(r, "test_deletion_auc") for r in members])
+        i = _stats([_value(r, "test_insertion_auc") for r in members])
+        if d is not None and i is not None:
+            point[label] = (d[0], i[0])
+    zo = [label for label in point if method_kind(method[label]) == "zeroth-order"]
+    others = [label for label in point if method[label] in (*BASELINES, "smoothgrad")]
+    if not zo or not others or not any(m in BASELINES for m in method.values()):
         return []
 
     def verdicts(label: str) -> list[str]:
-        d_zo, i_zo = medians[label][0][0], medians[label][1][0]  # type: ignore[index]
-        return [("within 10%" if d_zo <= 1.1 * d and i_zo >= 0.9 * i else "not within 10%") if method == "smoothgrad"
-                else ("beaten" if d_zo < d and i_zo > i else "not beaten") for _, method, d, i in others]
+        d_zo, i_zo = point[label]
+        return [("within 10%" if d_zo <= 1.1 * point[o][0] and i_zo >= 0.9 * point[o][1] else "not within 10%")
+                if method[o] == "smoothgrad"
+                else ("beaten" if d_zo < point[o][0] and i_zo > point[o][1] else "not beaten") for o in others]
 
-    best = min(zo, key=lambda label: (-sum(v in ("beaten", "within 10%") for v in verdicts(label)),
-                                      medians[label][0][0]))  # type: ignore[index]
-    d_best, i_best = medians[best][0][0], medians[best][1][0]  # type: ignore[index]
-    body = [[label, f"{d:.4f}", f"{i:.4f}", f"{d_best / d:.3f}", f"{i_best / i:.3f}", verdict]
-            for (label, _, d, i), verdict in zip(others, verdicts(best), strict=True)]
+    best = min(zo, key=lambda label: (-sum(v in ("beaten", "within 10%") for v in verdicts(label)), point[label][0]))
+    d_best, i_best = point[best]
+    body = [[o, f"{point[o][0]:.4f}", f"{point[o][1]:.4f}", f"{d_best / point[o][0]:.3f}",
+             f"{i_best / point[o][1]:.3f}", verdict] for o, verdict in zip(others, verdicts(best), strict=True)]
     table = Table(["against", "deletion AUC", "insertion AUC", "best ZO / it (deletion)", "best ZO / it (insertion)",
                    "target"], body, [False, True, True, True, True, False])
     return [TableBlock(table, caption=f"`{victim}` at {TARGET_BUDGET:,} queries: the zeroth-order method that meets "
