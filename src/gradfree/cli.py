@@ -245,6 +245,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--rerun", action="append", default=[], metavar="PATTERN",
                    help="with --resume: run the finished trials whose key matches PATTERN (fnmatch, e.g. "
                         "'*/zoo-adam/*') again from scratch; repeatable")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only the trials whose key matches PATTERN (fnmatch); repeatable. Processes with "
+                        "disjoint selections may share one --out (start each with --resume), e.g. one per core")
     p.add_argument("--data-dir", default=None, help="folder holding dataset files (else GRADFREE_DATA, cache)")
     p.add_argument("--no-download", action="store_true", help="never download missing dataset files")
     p.add_argument("--device", default=None, help="auto, cpu or cuda for every trial (default: the suite's)")
@@ -258,7 +261,7 @@ def _bench(args: argparse.Namespace) -> int:
     overrides = Overrides(seeds=args.seeds, budget=args.budget, time_limit=args.time_limit, device=args.device)
     outcome = run_suite(args.suite, size=args.size, out_dir=args.out, overrides=overrides, resume=args.resume,
                         data_dir=args.data_dir, download=not args.no_download, threads=args.threads,
-                        report=not args.no_report, rerun=args.rerun)
+                        report=not args.no_report, rerun=args.rerun, only=args.only)
     print(f"{outcome.ran} trials run ({outcome.failed} failed), {outcome.skipped} done earlier; "
           f"rows in {outcome.out_dir}/results.jsonl")
     return 1 if outcome.failed else 0

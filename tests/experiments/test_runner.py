@@ -106,6 +106,22 @@ def test_rerun_runs_matching_finished_trials_again_with_their_new_settings(tmp_p
     assert len(_strict_rows(tmp_path / RESULTS)) == 3
 
 
+def test_only_runs_the_matching_trials_and_shards_share_one_folder(tmp_path: Path) -> None:
+    trials = [_trial("adam"), _trial("zo")]
+    with pytest.raises(ConfigError, match="--only 'sgd/\\*' matches no trial"):
+        run_trials(trials, out_dir=tmp_path, suite="unit", log=None, only=["sgd/*"])
+    outcome = run_trials(trials, out_dir=tmp_path, suite="unit", log=None, only=["zo/*"])
+    assert (outcome.total, outcome.ran, outcome.skipped) == (1, 1, 0)
+    assert [r["key"] for r in _strict_rows(tmp_path / RESULTS)] == ["zo/seed0"]
+    assert not (tmp_path / "runs" / "adam").exists()
+    # A second shard resumes into the same folder and runs the rest; the first shard's row stays.
+    outcome = run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None, only=["adam/*"])
+    assert (outcome.total, outcome.ran, outcome.skipped) == (1, 1, 0)
+    rows = _strict_rows(tmp_path / RESULTS)
+    assert [(r["key"], r["status"]) for r in rows] == [("zo/seed0", "ok"), ("adam/seed0", "ok")]
+    assert run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None).ran == 0
+
+
 def test_resume_refuses_other_arguments(tmp_path: Path) -> None:
     run_trials([_trial("adam")], out_dir=tmp_path, suite="unit", size="quick", log=None)
     with pytest.raises(ConfigError, match="size='quick'"):

@@ -6,6 +6,7 @@ through its registered trial kind (:mod:`gradfree.experiments.kinds`; training i
 run folder (same result as an uninterrupted run), and reruns trials whose latest row is an error from scratch;
 ``rerun`` (key patterns, ``fnmatch`` style) also reruns finished trials from scratch, e.g. after a change to
 their settings (a resume matches rows to trials by key only). The new row supersedes the old one.
+``only`` (key patterns) runs a part of the suite, e.g. one part per core into the same folder.
 ``OUT/suite.json`` records the suite, its size, the overrides and the trial list; a resume with other
 arguments is refused rather than mixing two benchmarks in one file.
 """
@@ -175,7 +176,7 @@ def _check_out_dir(out: Path, identity: Row, *, resume: bool) -> None:
 def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size: str = "",
                overrides: Overrides | None = None, resume: bool = False, data_dir: str | Path | None = None,
                download: bool = True, progress: bool | None = False, log: Log | None = print,
-               rerun: Sequence[str] = ()) -> RunOutcome:
+               rerun: Sequence[str] = (), only: Sequence[str] = ()) -> RunOutcome:
     """Run ``trials`` in order, appending one row per trial to ``out_dir/results.jsonl``.
 
     Args:
@@ -187,6 +188,9 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
         log: called with one line per trial (``None``: silent).
         rerun: with ``resume``, key patterns (``fnmatch``) of finished trials to run again from scratch; a
             pattern that matches no trial is an error (a typo would otherwise rerun nothing).
+        only: key patterns (``fnmatch``); when given, only the trials matching one of them run, e.g. to
+            spread a suite's trials over processes (one per core). Processes whose selections do not overlap
+            may share one folder: each row is appended with a single ``write``.
 
     A trial that raises gets an ``"error"`` row and the next trial runs; a keyboard interrupt stops the run
     with every finished trial's row written (the interrupted trial resumes from its checkpoint).
@@ -202,9 +206,10 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
         raise ConfigError("trial keys must be unique")
     if rerun and not resume:
         raise ConfigError("rerun names trials of an earlier run: pass it with resume (--resume)")
-    for pattern in rerun:
-        if not any(fnmatch.fnmatchcase(k, pattern) for k in keys):
-            raise ConfigError(f"--rerun {pattern!r} matches no trial of this suite; keys look like {keys[0]!r}")
+    for flag, patterns in (("--rerun", rerun), ("--only", only)):
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(k, pattern) for k in keys):
+                raise ConfigError(f"{flag} {pattern!r} matches no trial of this suite; keys look like {keys[0]!r}")
     _check_out_dir(out, identity, resume=resume)
     results = out / RESULTS
     if repair(results) and log:
@@ -216,10 +221,11 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
     save_json({**identity, "written_at": _now(), "provenance": machine,
                "trials": [trial_record(t) for t in trials]}, out / SUITE_FILE)
 
-    outcome = RunOutcome(out_dir=out, total=len(trials))
-    width = len(str(len(trials)))
-    for i, trial in enumerate(trials, 1):
-        prefix = f"[{i:>{width}}/{len(trials)}] {trial.key}"
+    selected = [t for t in trials if not only or any(fnmatch.fnmatchcase(t.key, pattern) for pattern in only)]
+    outcome = RunOutcome(out_dir=out, total=len(selected))
+    width = len(str(len(selected)))
+    for i, trial in enumerate(selected, 1):
+        prefix = f"[{i:>{width}}/{len(selected)}] {trial.key}"
         again = any(fnmatch.fnmatchcase(trial.key, pattern) for pattern in rerun)
         if status.get(trial.key) == "ok" and not again:
             outcome.skipped += 1
@@ -316,7 +322,7 @@ def describe(row: Row) -> str:
 def run_suite(name: str, *, size: str = "full", out_dir: str | Path | None = None,
               overrides: Overrides | None = None, resume: bool = False, data_dir: str | Path | None = None,
               download: bool = True, threads: int | None = None, report: bool = True,
-              log: Log | None = print, rerun: Sequence[str] = ()) -> RunOutcome:
+              log: Log | None = print, rerun: Sequence[str] = (), only: Sequence[str] = ()) -> RunOutcome:
     """Run the registered suite ``name`` at ``size`` into ``out_dir`` (default ``runs/bench/<name>-<size>``),
     then render its report unless ``report`` is false.
     """
@@ -328,10 +334,11 @@ def run_suite(name: str, *, size: str = "full", out_dir: str | Path | None = Non
 
         torch.set_num_threads(threads)
     if log:
-        log(f"suite {name} ({size}): {len(trials)} trials -> {out / RESULTS}")
+        log(f"suite {name} ({size}): {len(trials)} trials -> {out / RESULTS}"
+            + (f" (only {', '.join(only)})" if only else ""))
     outcome = run_trials(trials, out_dir=out, suite=name, size=size, overrides=overrides, resume=resume,
                          data_dir=data_dir, download=download, progress=None if log else False, log=log,
-                         rerun=rerun)
+                         rerun=rerun, only=only)
     if report:
         from gradfree.reports.report import write_report
 
