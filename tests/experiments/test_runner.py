@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,41 @@ def test_rerun_runs_matching_finished_trials_again_with_their_new_settings(tmp_p
     latest = {r["key"]: r for r in latest_rows(_strict_rows(tmp_path / RESULTS))}
     assert latest["zo/seed0"]["spec"]["options"] == {"lr": 3e-2, "num_directions": 2}
     assert len(_strict_rows(tmp_path / RESULTS)) == 3
+
+
+def test_an_interrupted_rerun_leaves_the_finished_trial_and_its_files(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradfree.experiments.runner as runner
+
+    trials = [_trial("adam")]
+    run_trials(trials, out_dir=tmp_path, suite="unit", log=None)
+    run_dir = tmp_path / "runs" / "adam" / "seed0"
+    done = (run_dir / "result.json").read_bytes()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        (run_dir / "partial.txt").parent.mkdir(parents=True)
+        (run_dir / "partial.txt").write_text("half a rerun")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_trial", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None, rerun=["adam/*"])
+    assert (run_dir / "result.json").read_bytes() == done and not (run_dir / "partial.txt").exists()
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["seed0"]
+    monkeypatch.undo()
+    # A killed rerun (no chance to clean up) is settled by the next call: put back, since its row never came...
+    run_dir.rename(run_dir.with_name("seed0.before-rerun-1"))
+    (run_dir / "partial.txt").parent.mkdir(parents=True)
+    (run_dir / "partial.txt").write_text("half a rerun")
+    assert run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None).ran == 0
+    assert (run_dir / "result.json").read_bytes() == done and not (run_dir / "partial.txt").exists()
+    # ... or dropped, when the rerun's row was written before the kill; a finished rerun leaves nothing aside.
+    run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None, rerun=["adam/*"])
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["seed0"]
+    shutil.copytree(run_dir, run_dir.with_name("seed0.before-rerun-1"))
+    assert run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None).ran == 0
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["seed0"] and (run_dir / "result.json").exists()
+    assert len(_strict_rows(tmp_path / RESULTS)) == 2
 
 
 def test_only_runs_the_matching_trials_and_shards_share_one_folder(tmp_path: Path) -> None:

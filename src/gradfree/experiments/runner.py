@@ -5,7 +5,8 @@ through its registered trial kind (:mod:`gradfree.experiments.kinds`; training i
 ``resume`` skips trials whose latest row is ``"ok"``, continues a killed trial of a resumable kind from its
 run folder (same result as an uninterrupted run), and reruns trials whose latest row is an error from scratch;
 ``rerun`` (key patterns, ``fnmatch`` style) also reruns finished trials from scratch, e.g. after a change to
-their settings (a resume matches rows to trials by key only). The new row supersedes the old one.
+their settings (a resume matches rows to trials by key only). The new row supersedes the old one; until it is
+written the old run folder is kept aside, so an interrupted rerun leaves the old row with its files.
 ``only`` (key patterns) runs a part of the suite, e.g. one part per core into the same folder.
 ``OUT/suite.json`` records the suite, its size, the overrides and the trial list; a resume with other
 arguments is refused rather than mixing two benchmarks in one file.
@@ -14,11 +15,13 @@ arguments is refused rather than mixing two benchmarks in one file.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import json
 import re
 import shutil
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -214,8 +217,9 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
     results = out / RESULTS
     if repair(results) and log:
         log(f"{results}: cut a torn last line left by an interrupted write")
-    earlier = latest_rows(read_rows(results)[0]) if results.exists() else []
-    status = {r["key"]: r.get("status") for r in earlier}
+    earlier_rows = read_rows(results)[0] if results.exists() else []
+    status = {r["key"]: r.get("status") for r in latest_rows(earlier_rows)}
+    rows_of = Counter(r["key"] for r in earlier_rows)
     base_provenance = provenance("cpu")
     machine = {k: v for k, v in base_provenance.items() if k != "device"}  # each row records its own device
     save_json({**identity, "written_at": _now(), "provenance": machine,
@@ -226,20 +230,59 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
     width = len(str(len(selected)))
     for i, trial in enumerate(selected, 1):
         prefix = f"[{i:>{width}}/{len(selected)}] {trial.key}"
+        run_dir = out / RUNS / run_dir_name(trial.key)
+        _settle_rerun(run_dir, rows_of[trial.key])
         again = any(fnmatch.fnmatchcase(trial.key, pattern) for pattern in rerun)
         if status.get(trial.key) == "ok" and not again:
             outcome.skipped += 1
             if log:
                 log(f"{prefix}: done earlier, skipped")
             continue
-        row = run_trial(trial, out=out, suite=suite, size=size, fresh=trial.key in status, data_dir=data_dir,
-                        download=download, base_provenance=base_provenance, progress=progress)
-        append_row(results, row)
+        aside = _set_aside(run_dir, rows_of[trial.key]) if status.get(trial.key) == "ok" else None
+        try:
+            row = run_trial(trial, out=out, suite=suite, size=size, fresh=trial.key in status, data_dir=data_dir,
+                            download=download, base_provenance=base_provenance, progress=progress)
+            append_row(results, row)
+        except BaseException:  # an interrupted rerun: the finished trial's row still stands, so do its files
+            if aside is not None:  # count the rows again: the interrupt may have come just after the write
+                _settle_rerun(run_dir, sum(r["key"] == trial.key for r in read_rows(results)[0]))
+            raise
+        if aside is not None:
+            shutil.rmtree(aside)
         outcome.ran += 1
         outcome.failed += row["status"] != "ok"
         if log:
             log(f"{prefix}: {describe(row)}")
     return outcome
+
+
+_ASIDE = ".before-rerun-"
+"""A rerun moves the finished trial's folder to ``<folder>.before-rerun-<rows of the key then>`` until its own
+row is written, so that an interrupted rerun (even a killed one) leaves the old row with its pictures."""
+
+
+def _set_aside(run_dir: Path, rows_before: int) -> Path | None:
+    if not run_dir.exists():
+        return None
+    aside = run_dir.with_name(f"{run_dir.name}{_ASIDE}{rows_before}")
+    run_dir.rename(aside)  # atomic: the count in the name is the whole record
+    return aside
+
+
+def _settle_rerun(run_dir: Path, rows_now: int) -> None:
+    """Finish what an interrupted rerun of ``run_dir`` left: drop the old folder if the rerun's row was
+    written (the key now has more rows than when it was set aside), else put it back in place of the partial
+    rerun."""
+    for aside in run_dir.parent.glob(f"{glob.escape(run_dir.name)}{_ASIDE}*"):
+        before = aside.name[len(run_dir.name) + len(_ASIDE):]
+        if not before.isdigit():
+            continue
+        if rows_now > int(before):
+            shutil.rmtree(aside)
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            aside.rename(run_dir)
 
 
 def run_trial(trial: Trial, *, out: Path, suite: str, size: str, fresh: bool = False,
