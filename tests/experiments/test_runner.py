@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from gradfree.experiments.runner import (
     apply_overrides,
     latest_rows,
     read_rows,
+    repair,
     run_dir_name,
     run_trials,
     suite_trials,
@@ -212,6 +215,25 @@ def test_a_torn_last_line_is_skipped_by_readers_and_cut_on_resume(tmp_path: Path
     run_trials([_trial("adam"), _trial("zo")], out_dir=tmp_path, suite="unit", resume=True, log=lines.append)
     assert "torn last line" in lines[0]
     assert [r["key"] for r in _strict_rows(tmp_path / RESULTS)] == ["adam/seed0", "zo/seed0"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_a_process_writing_a_row_holds_off_another_process_s_repair(tmp_path: Path) -> None:
+    import fcntl
+
+    path = tmp_path / RESULTS
+    path.write_text('{"key": "a/seed0", "status": "ok"}\n{"key": "b/seed0", "st')  # a row being written
+    done = threading.Event()
+    with open(path, "rb") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_EX)  # what append_row holds while it writes
+        repairing = threading.Thread(target=lambda: (repair(path), done.set()))
+        repairing.start()
+        assert not done.wait(0.3)  # the repair waits for the writer ...
+        with open(path, "a") as f:
+            f.write('atus": "ok"}\n')  # ... which finishes its line
+        fcntl.flock(writer.fileno(), fcntl.LOCK_UN)
+    repairing.join(5)
+    assert done.is_set() and [r["key"] for r in _strict_rows(path)] == ["a/seed0", "b/seed0"]
 
 
 def test_rows_are_strict_json_even_with_non_finite_numbers(tmp_path: Path) -> None:

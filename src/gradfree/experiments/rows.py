@@ -7,7 +7,9 @@ task's headline metric under ``headline``, the final metrics under ``final``, th
 files it wrote (pictures) under ``artifacts`` (paths relative to OUT), the error (type, message, traceback)
 of a crashed trial under ``error``, and provenance (versions, git revision, device). A row is appended whole
 with one ``write`` and fsynced, so an interrupt leaves the file consistent; a torn last line (a killed
-machine) is cut off when a run resumes, and readers skip it.
+machine) is cut off when a run resumes, and readers skip it. Appends and that repair hold an exclusive
+``flock`` on the file (where the platform has one), so processes sharing one folder (``bench --only``) never
+cut a line another is writing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,23 @@ SUITE_FILE = "suite.json"
 RUNS = "runs"
 
 Row = dict[str, Any]
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one process per results file there
+    fcntl = None  # type: ignore[assignment]
+
+
+@contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 # ------------------------------------------------------------------------------------------ the results file
@@ -49,10 +69,11 @@ def append_row(path: Path, row: Row) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        with _locked(fd):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -88,9 +109,9 @@ def repair(path: Path) -> bool:
     """Cut a torn last line (no final newline) off ``path``; returns whether anything was cut."""
     if not path.exists():
         return False
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return False
-    with open(path, "r+b") as f:
+    with open(path, "r+b") as f, _locked(f.fileno()):
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            return False
         f.truncate(data.rfind(b"\n") + 1)
     return True
