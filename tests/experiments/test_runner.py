@@ -159,6 +159,8 @@ def test_only_runs_the_matching_trials_and_shards_share_one_folder(tmp_path: Pat
     rows = _strict_rows(tmp_path / RESULTS)
     assert [(r["key"], r["status"]) for r in rows] == [("zo/seed0", "ok"), ("adam/seed0", "ok")]
     assert run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None).ran == 0
+    with pytest.raises(ConfigError, match="matches no trial of the trials --only selects"):
+        run_trials(trials, out_dir=tmp_path, suite="unit", resume=True, log=None, only=["adam/*"], rerun=["zo/*"])
 
 
 def test_resume_refuses_other_arguments(tmp_path: Path) -> None:

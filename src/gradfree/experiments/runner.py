@@ -176,6 +176,10 @@ def _check_out_dir(out: Path, identity: Row, *, resume: bool) -> None:
                               "overrides, or choose a new --out")
 
 
+def _matches(keys: Sequence[str], pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(k, pattern) for k in keys)
+
+
 def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size: str = "",
                overrides: Overrides | None = None, resume: bool = False, data_dir: str | Path | None = None,
                download: bool = True, progress: bool | None = False, log: Log | None = print,
@@ -209,10 +213,14 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
         raise ConfigError("trial keys must be unique")
     if rerun and not resume:
         raise ConfigError("rerun names trials of an earlier run: pass it with resume (--resume)")
-    for flag, patterns in (("--rerun", rerun), ("--only", only)):
-        for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(k, pattern) for k in keys):
-                raise ConfigError(f"{flag} {pattern!r} matches no trial of this suite; keys look like {keys[0]!r}")
+    for pattern in only:
+        if not _matches(keys, pattern):
+            raise ConfigError(f"--only {pattern!r} matches no trial of this suite; keys look like {keys[0]!r}")
+    selected = [t for t in trials if not only or any(fnmatch.fnmatchcase(t.key, p) for p in only)]
+    for pattern in rerun:
+        if not _matches([t.key for t in selected], pattern):
+            among = "the trials --only selects" if only else "this suite"
+            raise ConfigError(f"--rerun {pattern!r} matches no trial of {among}; keys look like {keys[0]!r}")
     _check_out_dir(out, identity, resume=resume)
     results = out / RESULTS
     if repair(results) and log:
@@ -225,7 +233,6 @@ def run_trials(trials: Sequence[Trial], *, out_dir: str | Path, suite: str, size
     save_json({**identity, "written_at": _now(), "provenance": machine,
                "trials": [trial_record(t) for t in trials]}, out / SUITE_FILE)
 
-    selected = [t for t in trials if not only or any(fnmatch.fnmatchcase(t.key, pattern) for pattern in only)]
     outcome = RunOutcome(out_dir=out, total=len(selected))
     width = len(str(len(selected)))
     for i, trial in enumerate(selected, 1):
