@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from gradfree.allocator import keep_freed_memory
 from gradfree.errors import GradfreeError
 
 
@@ -205,12 +206,14 @@ PERF = {
     "incremental": ("gradfree.perf.incremental", "single-weight evaluations/s, full vs incremental"),
     "ray": ("gradfree.perf.ray", "evaluations/s local vs Ray, bytes sent per generation"),
     "strategies": ("gradfree.perf.strategies", "our population strategies vs pycma, nevergrad and EvoTorch"),
+    "allocator": ("gradfree.perf.allocator", "forward and training steps, glibc malloc defaults vs freed memory kept"),
 }
 
 
 def _add_perf(sub: Any) -> None:
     lines = "; ".join(f"{name}: {text}" for name, (_, text) in PERF.items())
-    p = sub.add_parser("perf", help="performance measurements (population, memory, incremental, ray, strategies)",
+    p = sub.add_parser("perf", help="performance measurements (population, memory, incremental, ray, strategies, "
+                                                   "allocator)",
                        description=f"Run a performance measurement ({lines}). Arguments after the name go to "
                                    "it, e.g. gradfree perf population --help.")
     p.add_argument("what", choices=list(PERF))
@@ -321,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # the command owns its process: reuse freed tensors' pages (gradfree.allocator)
     warnings.showwarning = _one_line_warning  # a setting adjusted or ignored: one line, no source dump
     handlers = {"train": _train, "list": _list, "demo": _demo, "perf": _perf, "bench": _bench,
                 "report": _report}

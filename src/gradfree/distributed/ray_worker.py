@@ -63,6 +63,9 @@ class ReplicaWorker:
     def __init__(self, problem: bytes, threads: int) -> None:
         import ray.cloudpickle as cloudpickle  # the worker runs inside Ray, where this is always present
 
+        from gradfree.allocator import keep_freed_memory
+
+        keep_freed_memory()  # the actor owns its process, as the command line does
         torch.set_num_threads(threads)
         self._loads = cloudpickle.loads
         self.problem: Problem = cloudpickle.loads(problem)
