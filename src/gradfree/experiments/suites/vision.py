@@ -209,10 +209,13 @@ CIFAR_LONG_METHODS: Methods = {
 CIFAR_LONG_TIMES = (600.0, 3600.0)
 """The long size's training times: 10 and 60 minutes a run on one core."""
 
-CIFAR_LONG_RSO_ROUNDS = {600.0: 2, 3600.0: 10}
-"""RSO's annealing rounds at each time: a round tries all 37,146 weights twice, and with batches of 256 the
-torch engine evaluated 215 a second (one core, 2026-12-02), so about 1.7 rounds fit 10 minutes and 10.4 an hour.
-The step size then decays over the whole run, as in the paper, instead of stopping part way."""
+CIFAR_LONG_RSO_ROUNDS = {600.0: 1, 3600.0: 4}
+"""RSO's annealing rounds at each time, about as many as fit, so that the step size decays over the run as in
+the paper instead of stopping part way. A round tries all 37,146 weights twice (74,292 evaluations). With
+batches of 256 the torch engine's rate depends on the layer (a first-layer weight recomputes the whole network):
+before ``gradfree.allocator`` kept freed memory, an hour's run made 110,348 evaluations in its first 1,974 s
+(56 a second, a third of its time in page faults), so an hour fits about 3 rounds then, and 4-5 with faster
+evaluations; 10 minutes fit less than one."""
 
 
 def _cifar_long() -> list[Trial]:
