@@ -212,8 +212,7 @@ PERF = {
 
 def _add_perf(sub: Any) -> None:
     lines = "; ".join(f"{name}: {text}" for name, (_, text) in PERF.items())
-    p = sub.add_parser("perf", help="performance measurements (population, memory, incremental, ray, strategies, "
-                                                   "allocator)",
+    p = sub.add_parser("perf", help=f"performance measurements ({', '.join(PERF)})",
                        description=f"Run a performance measurement ({lines}). Arguments after the name go to "
                                    "it, e.g. gradfree perf population --help.")
     p.add_argument("what", choices=list(PERF))
