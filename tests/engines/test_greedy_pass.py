@@ -121,3 +121,49 @@ def test_bad_passes_are_refused_before_anything_changes() -> None:
         evaluator.greedy_pass(torch.tensor([evaluator.num_dims]), torch.zeros(1, 2))
     assert torch.equal(evaluator.flat.get(), before)
     assert evaluator.evaluations == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale, refresh_every", [(0.05, 10_000), (0.5, 10_000), (0.05, 23)])
+def test_a_pass_in_storage_order_defers_the_shared_moves_to_rounding(dtype: torch.dtype, scale: float,
+                                                                     refresh_every: int) -> None:
+    """RSO's order: every weight of one unit in a row. While the compiled pass stays on a unit it updates only
+    the rows with their own input and defers the move the background rows share; it takes the per-call path's
+    choices, its losses equal to rounding, and leaves caches a fresh engine agrees with. Small steps defer
+    over a whole unit, large ones catch up on the way (``|S| max|w| > SMALL / 2``), and ``refresh_every``
+    cuts the pass."""
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(30, 8), nn.ReLU(), nn.Linear(8, 5)).to(dtype)
+    x = torch.randn(200, 30, generator=g, dtype=dtype)
+    x[torch.rand(200, 30, generator=g) < 0.7] = -0.42  # the background value, as in standardised images
+    y = torch.randint(0, 5, (200,), generator=g)
+    twin = copy.deepcopy(model)
+    fused = MLPCoordinateEvaluator(FlatParams(model), F.cross_entropy, x, y, refresh_every=refresh_every)
+    stepwise = MLPCoordinateEvaluator(FlatParams(twin), F.cross_entropy, x, y, refresh_every=refresh_every)
+    indices = torch.arange(fused.num_dims)  # unit 0's 30 weights, unit 1's, ..., the biases, the output layer
+    w = fused.flat.get().double()
+    steps = torch.randn(indices.numel(), 1, generator=g, dtype=torch.float64) * scale
+    candidates = torch.cat([w.unsqueeze(1) + steps, w.unsqueeze(1) - steps], 1).to(dtype)
+    candidates[40, :] = w[40]  # the current value in the middle of unit 1: the tie keeps it
+
+    got = fused.greedy_pass(indices, candidates, l2=1e-3)
+    want = greedy_pass_by_tries(stepwise, stepwise.flat, indices, candidates, l2=1e-3)
+
+    assert torch.equal(got.choices, want.choices)
+    rel = ((got.losses - want.losses).abs() / want.losses.abs()).max()
+    print(f"max relative difference {float(rel):.2e}")
+    torch.testing.assert_close(got.losses, want.losses, rtol=1e-9, atol=0)
+    assert int(got.choices[40]) == -1
+    taken = (got.choices[:240] >= 0).reshape(8, 30)
+    assert int((taken[:, 1:] & taken[:, :-1]).sum()) > 50  # accepts in a row on one unit: deferred moves
+    assert torch.equal(fused.flat.get(), stepwise.flat.get())
+    assert fused.loss() == pytest.approx(stepwise.loss(), rel=1e-9)
+    with torch.no_grad():
+        assert fused.loss() == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6, abs=1e-7)
+    fresh = MLPCoordinateEvaluator(FlatParams(copy.deepcopy(model)), F.cross_entropy, x, y)
+    probe = candidates[::7, 0]
+    for index, value in zip(indices[::7].tolist(), probe.tolist(), strict=True):
+        values = torch.tensor([value], dtype=dtype)
+        torch.testing.assert_close(fused.try_values(index, values), fresh.try_values(index, values),
+                                   rtol=1e-9, atol=0)

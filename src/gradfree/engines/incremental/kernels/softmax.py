@@ -210,11 +210,11 @@ def _sum4(a: np.ndarray, count: int) -> float:
 
 
 @njit(cache=True, error_model="numpy")
-def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, d0: float, d1: float, two: bool,
-                   mark: np.ndarray, gathered: np.ndarray, da_k: np.ndarray) -> tuple[int, int]:
+def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: float, d0: float, d1: float,
+                   two: bool, mark: np.ndarray, gathered: np.ndarray, da_k: np.ndarray) -> tuple[int, int]:
     """Step 1 of :func:`try_rank1` for one or (``two``) two candidates and a ReLU unit: mark the rows with their
-    own input and gather, per candidate, those whose activation changes. Returns the counts (0 for a second
-    candidate that is not there)."""
+    own input and gather, per candidate, those whose activation changes (pre-activations moved by ``shift``
+    and ``d * input``). Returns the counts (0 for a second candidate that is not there)."""
     m0 = m1 = 0
     second = 1 if two else 0  # one candidate: da_k may have one row only (the second is never written)
     g0, g1, e0, e1 = gathered[0], gathered[second], da_k[0], da_k[second]
@@ -224,8 +224,8 @@ def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, d0: floa
         mark[r] = 1
         zo = ztj[r]
         ao = zo if zo > 0.0 else 0.0
-        z0 = zo + d0 * xin
-        z1 = zo + d1 * xin
+        z0 = zo + shift + d0 * xin
+        z1 = zo + shift + d1 * xin
         da0 = (z0 if z0 > 0.0 else 0.0) - ao
         da1 = (z1 if z1 > 0.0 else 0.0) - ao
         if da0 != 0.0:
@@ -280,10 +280,15 @@ def _relu_crossing_pair(n: int, mark: np.ndarray, ztj: np.ndarray, cb0: float, c
 
 @njit(cache=True, error_model="numpy")
 def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: Net, outs: Outputs,
-              inp: Inputs, work: Workspace) -> None:
+              inp: Inputs, work: Workspace, shift: float = 0.0) -> None:
     """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
     last hidden layer changes by ``deltas[k]``; the caches are only read. The passes over rows serve all
-    candidates at once (RSO tries two)."""
+    candidates at once (RSO tries two).
+
+    ``shift`` moves unit ``j``'s pre-activation in every row on top of the change (0 unless the caches lag the
+    weights by such a move, see :func:`rank1_update`; only where the input is not a hidden layer): ``out[k]``
+    is then the change from what the caches hold.
+    """
     widths, weights, w_off, zt, at, h_off = net.widths, net.weights, net.w_off, net.zt, net.at, net.h_off
     o, p, p32, lrow, y, t = outs.o, outs.p, outs.p32, outs.lrow, outs.y, outs.t
     colptr, rows, vals, beta = inp.colptr, inp.rows, inp.vals, inp.beta
@@ -318,8 +323,8 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     count = n if dense else stop - start
     prev = h_off[layer - 1] + i * n if dense else 0
     if kk <= 2 and code == RELU and not dense:  # RSO's case (and one candidate), with the counters in registers
-        m[0], m[1] = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, deltas[0], deltas[kk - 1], kk == 2,
-                                    mark, gathered, da_k)
+        m[0], m[1] = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, shift, deltas[0], deltas[kk - 1],
+                                    kk == 2, mark, gathered, da_k)
         count = 0
     for idx in range(count):
         if dense:
@@ -334,19 +339,19 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
         zo = ztj[r]
         ao = act(code, p0, p1, zo)
         for k in range(kk):
-            da = act(code, p0, p1, zo + deltas[k] * xin) - ao
+            da = act(code, p0, p1, zo + shift + deltas[k] * xin) - ao
             if da != 0.0:
                 gathered[k, m[k]] = r
                 da_k[k, m[k]] = da
                 m[k] += 1
     # 2. background rows all move by cb = delta * beta; on the linear piece they share expm1(cb * w):
     #    s = 1 + sum_c p_c expm1(cb w_c) is one SIMD pass over the float32 softmax for all rows
-    if bg != 0.0 and not dense:
+    if (bg != 0.0 or shift != 0.0) and not dense:
         cb = np.empty(kk)
         fast = np.zeros(kk, dtype=np.bool_)
         u = np.empty((kk, c))
         for k in range(kk):
-            cb[k] = deltas[k] * bg
+            cb[k] = shift + deltas[k] * bg
             fast[k] = cb[k] != 0.0 and abs(cb[k]) * wmax <= SMALL
             for q in range(c):
                 u[k, q] = math.expm1(cb[k] * w[q])
@@ -457,23 +462,38 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
 def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Outputs, inp: Inputs,
                 work: Workspace) -> None:
     """Set ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden layer to ``value`` and update the
-    caches: the unit's pre-activations and activations, and for every changed row its logits (``+ da w``),
-    softmax (``p_c <- p_c exp(da w_c) / s``, float64 and the float32 copy) and loss (``+ log s - da w[y]``).
+    caches (:func:`rank1_update` of the change)."""
+    widx = net.b_off[layer] + j if i < 0 else net.w_off[layer] + j * net.widths[layer] + i
+    rank1_update(layer, j, i, value - net.weights[widx], False, net, outs, inp, work)
+    net.weights[widx] = value
+
+
+@njit(cache=True, error_model="numpy")
+def rank1_update(layer: int, j: int, i: int, delta: float, own_only: bool, net: Net, outs: Outputs, inp: Inputs,
+                 work: Workspace) -> None:
+    """Update the caches for a change ``delta`` of ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden
+    layer (the weights are not written): the unit's pre-activations and activations, and for every changed row
+    its logits (``+ da w``), softmax (``p_c <- p_c exp(da w_c) / s``, float64 and the float32 copy) and loss
+    (``+ log s - da w[y]``). With ``i < 0`` every row's pre-activation moves by ``delta``.
+
+    ``own_only`` (an input-layer weight or a bias) leaves out the move ``delta * beta_i`` that every row shares:
+    the rows with their own input move by ``delta * (x - beta_i)`` and no other row changes, so the caches lag
+    the weights by a shift of unit ``j`` in every row, which a later ``rank1_update`` of the bias (``i = -1``,
+    the summed shifts as ``delta``) catches up (:func:`~.greedy_pass.greedy_pass` defers it so while it stays on
+    one unit). A bias changes no row then.
 
     Background rows on the linear piece share ``exp(cb w)``: they are updated in SIMD loops over all rows
     (a mask keeps the others unchanged, multiplying by exactly 1); the rows with their own change get their
     exponentials from vectorised polynomials. Everything stays float64 (no float32 shortcut here: the caches
     are the state every later evaluation starts from).
     """
-    widths, weights, w_off, b_off = net.widths, net.weights, net.w_off, net.b_off
+    widths, weights, w_off = net.widths, net.weights, net.w_off
     zt, at, h_off = net.zt, net.at, net.h_off
     o, p, p32, lrow, y = outs.o, outs.p, outs.p32, outs.lrow, outs.y
     colptr, rows, vals, beta = inp.colptr, inp.rows, inp.vals, inp.beta
     scratch, mark, gathered = work.scratch, work.mark, work.gathered
     c, n = o.shape[0], o.shape[1]
     code, p0, p1 = net.act_code[layer], net.act_par[layer, 0], net.act_par[layer, 1]
-    widx = b_off[layer] + j if i < 0 else w_off[layer] + j * widths[layer] + i
-    delta = value - weights[widx]
     nin = widths[layer + 1]
     w = np.empty(c)
     wmax = 0.0
@@ -490,6 +510,8 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
         bg, start, stop, dense = beta[i], colptr[i], colptr[i + 1], False
     else:
         bg, start, stop, dense = 0.0, 0, 0, True
+    # the move every row shares is left out (own_only): the rows with their own input move by the rest
+    xoff = bg if own_only else 0.0
     m = 0
     # 1. rows with their own input
     count = n if dense else stop - start
@@ -504,7 +526,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
             r = rows[start + idx]
             xin = vals[start + idx]
             mark[r] = 1
-        zn = ztj[r] + delta * xin
+        zn = ztj[r] + delta * (xin - xoff)
         an = act(code, p0, p1, zn)
         da = an - atj[r]
         ztj[r] = zn
@@ -514,7 +536,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
             da_own[m] = da
             m += 1
     # 2. background rows: all move by cb
-    cb = delta * bg
+    cb = 0.0 if own_only else delta * bg
     shared = cb != 0.0 and not dense and abs(cb) * wmax <= BIG
     if cb != 0.0 and not dense and code == RELU:  # the common case, with the activation written out
         for r in range(n):
@@ -633,7 +655,6 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
             for q in range(c):
                 o[q, r] += da_own[idx] * w[q]
             row_stats(r, outs)
-    weights[widx] = value
 
 
 @njit(cache=True, error_model="numpy")
