@@ -16,9 +16,9 @@ the weight's tensor):
 * ``numba-pass``  — :meth:`MLPCoordinateEvaluator.greedy_pass`, RSO's loop in one compiled call: for each of
   200 distinct random weights, try ``w + d, w - d`` and keep the best of the three (the accepts are in the
   time; the fraction of weights changed is printed, high from a random start and lower late in training);
-* ``numba-pass-rso`` — the same in RSO's own order (storage order: a unit's incoming weights in a row), on 392
-  consecutive first-layer weights of a random unit, half a unit's 784. Staying on one unit, the pass defers the
-  move every background row shares (:mod:`gradfree.engines.incremental.kernels.greedy_pass`).
+* ``numba-pass-rso`` — the same in RSO's own order (storage order: a unit's incoming weights in a row): one
+  pass over all 784 first-layer weights of a random unit. Staying on one unit, the pass defers the move every
+  background row shares (:mod:`gradfree.engines.incremental.kernels.greedy_pass`).
 
 One evaluation is one candidate value. The methods take turns, a chunk of calls each per round, until each
 has ``min_time`` seconds; a rate is the median over chunks. Rates are given per wall-clock second and per
@@ -326,22 +326,21 @@ def _time_accepts(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor],
                           vs_forward=rate / forward_rate, max_abs_diff=diff)
 
 
-def _unit_block(flat: FlatParams, size: int, g: torch.Generator) -> Tensor:
-    """``size`` consecutive flat indices of the first parameter's rows (a ``Linear`` weight: one unit's incoming
-    weights), inside one random row: the order RSO visits them in."""
+def _unit_block(flat: FlatParams, g: torch.Generator) -> Tensor:
+    """The flat indices of one random row of the first parameter (a ``Linear`` weight: one unit's incoming
+    weights), in the order RSO visits them."""
     tensor = flat.tensors[0]
     units, fan_in = tensor.shape[0], tensor[0].numel()
-    size = min(size, fan_in)
     unit = int(torch.randint(units, (1,), generator=g))
-    first = flat.slots[0].offset + unit * fan_in + int(torch.randint(fan_in - size + 1, (1,), generator=g))
-    return torch.arange(first, first + size)
+    first = flat.slots[0].offset + unit * fan_in
+    return torch.arange(first, first + fan_in)
 
 
 def _time_passes(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *,
                  seed: int, min_time: float, forward_rate: float, size: int = 200,
                  in_unit_order: bool = False) -> IncrementalRow:
     """Evaluations per second of the numba engine's greedy pass as RSO makes it: ``size`` distinct random
-    weights per pass (``in_unit_order``: 392 consecutive weights of one unit, :func:`_unit_block`), candidates
+    weights per pass (``in_unit_order``: all the incoming weights of one unit, :func:`_unit_block`), candidates
     ``w + d, w - d`` with ``d ~ N(0, std of the weight's tensor)``, the best of the three kept; checked
     against a forward pass at the end, and the weights restored."""
     from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator
@@ -356,7 +355,7 @@ def _time_passes(flat: FlatParams, loss_fn: Callable[[Tensor, Tensor], Tensor], 
     changed = done = 0
     try:
         while sum(walls) < min_time or len(walls) < 3:
-            indices = _unit_block(flat, 392, g) if in_unit_order else torch.randperm(flat.num_dims, generator=g)[:size]
+            indices = _unit_block(flat, g) if in_unit_order else torch.randperm(flat.num_dims, generator=g)[:size]
             w = flat.get().double()[indices]
             d = torch.randn(indices.numel(), generator=g, dtype=torch.float64) * stds[indices]
             candidates = torch.stack([w + d, w - d], 1).to(flat.dtype)
@@ -455,8 +454,8 @@ def _main(args: argparse.Namespace) -> None:
               f"changed {100 * by[('numba-pass', 2)].changed:.0f}% of the weights it tried.")
     if ("numba-pass-rso", 2) in by:
         rso = by[("numba-pass-rso", 2)]
-        print(f"numba-pass-rso: one greedy_pass call per 392 consecutive first-layer weights of a unit (RSO's "
-              f"order); it changed {100 * rso.changed:.0f}% of them"
+        print(f"numba-pass-rso: one greedy_pass call per unit, over its incoming weights in RSO's order; it "
+              f"changed {100 * rso.changed:.0f}% of them"
               + (f"; {rso.cpu_evals_per_s / by[('numba-pass', 2)].cpu_evals_per_s:.2f}x numba-pass (cpu)."
                  if ("numba-pass", 2) in by else "."))
     for k in ks:
