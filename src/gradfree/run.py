@@ -119,6 +119,10 @@ def train_run(spec: RunSpec, *, out_dir: str | Path | None = None, resume: bool 
 
         raise ConfigError(f"--ray-address needs a population strategy ({', '.join(STRATEGIES.names())}); "
                           f"{spec.optimizer!r} is not one")
+    if spec.time_limit is not None and device.type == "cpu":
+        from gradfree.engines.incremental.selection import warm_up
+
+        warm_up()  # not on the clock: the first step of a search would otherwise compile the numba kernels
     config = TrainConfig(budget=spec.budget, time_limit=spec.time_limit, batch_size=spec.batch_size,
                          eval_every=spec.eval_every, patience=spec.patience, seed=spec.seed + 2,
                          progress=progress, augment=spec.augment, trust_checkpoint=trust_checkpoint)

@@ -150,3 +150,29 @@ def test_output_files(tmp_path: Path) -> None:
     assert config["config"]["optimizer"] == "zo-sgd" and config["provenance"]["torch"] == torch.__version__
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["evaluations"] == rows[-1]["evaluations"]
+
+
+def test_a_time_limited_run_compiles_the_engine_before_its_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradfree.engines.incremental import selection
+    from gradfree.train import trainer as trainer_module
+
+    events: list[str] = []
+    monkeypatch.setattr(selection, "warm_up", lambda: events.append("warm-up") or True)
+    fit = trainer_module.Trainer.fit
+    monkeypatch.setattr(trainer_module.Trainer, "fit", lambda self, **kw: events.append("fit") or fit(self, **kw))
+    spec = RunSpec(task="digits", model="mlp:64-16-10", optimizer="rso", batch_size=None, eval_every=10**6,
+                   time_limit=0.2, device="cpu")
+    train_run(spec, progress=False)
+    assert events == ["warm-up", "fit"]
+    events.clear()
+    train_run(RunSpec(**{**spec.__dict__, "time_limit": None, "budget": 200}), progress=False)
+    assert events == ["fit"]  # an evaluation budget does not depend on compile time
+
+
+def test_warm_up_runs_the_numba_engine_and_leaves_the_global_rng_alone() -> None:
+    pytest.importorskip("numba")
+    from gradfree.engines.incremental.selection import warm_up
+
+    before = torch.get_rng_state()
+    assert warm_up() is True
+    assert torch.equal(before, torch.get_rng_state())

@@ -15,7 +15,7 @@ import contextlib
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gradfree.engines.incremental import caches
 from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator, mlp_layers
@@ -25,7 +25,7 @@ from gradfree.objective.population import LossFn
 from gradfree.objective.row_loss import row_loss_kind
 from gradfree.params.flat import FlatParams
 
-__all__ = ["clear_cache", "coordinate_evaluator", "incremental_evaluator"]
+__all__ = ["clear_cache", "coordinate_evaluator", "incremental_evaluator", "warm_up"]
 
 
 def coordinate_evaluator(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> CoordinateEvaluator:
@@ -79,3 +79,31 @@ def _build(flat: FlatParams, loss_fn: LossFn, x: Tensor, y: Tensor) -> Coordinat
         with contextlib.suppress(ValueError):  # a layer the torch engine cannot follow: use the reference
             return SequentialCoordinateEvaluator(flat, loss_fn, x, y)
     return None
+
+
+def warm_up() -> bool:
+    """Compile the numba engine's kernels (or load them from numba's cache) by using them once on a tiny MLP,
+    so that a time-limited run does not spend its first step on it: about 0.5 s from the cache, and 30 s or
+    more the first time after an install or an edit of the kernels. Returns whether the engine is there
+    (``False`` without numba)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):  # the layers' initialisation leaves the global RNG as it was
+        model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    flat = FlatParams(model)
+    x, y = torch.randn(8, 4, generator=g), torch.arange(8) % 2
+    try:
+        ev = MLPCoordinateEvaluator(flat, torch.nn.functional.cross_entropy, x, y)
+    except ImportError:
+        return False
+    saved = flat.get()
+    try:
+        ev.loss()
+        for index in range(flat.num_dims):
+            values = saved[index] + torch.tensor([0.1, -0.1], dtype=saved.dtype)
+            ev.try_values(index, values)
+            ev.try_values(index, values[:1])
+        ev.set_value(0, float(saved[0]) + 0.1)
+        ev.greedy_pass(torch.arange(flat.num_dims), torch.stack([saved + 0.1, saved - 0.1], 1))
+    finally:
+        flat.set_(saved)
+    return True
