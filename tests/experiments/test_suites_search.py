@@ -30,12 +30,15 @@ def test_mdp_mnist_gives_every_method_the_same_stopping_rule() -> None:
 
 def test_mdp_mnist_minute_is_a_minute_under_the_same_rule_and_says_what_it_changed() -> None:
     """The 60-s suite: the same task, model and stopping rule as mdp-mnist at half its time; each RSO variant
-    differs from mdp-mnist's rso only where its label says (shifts, the perturbation scale) and in the rounds
-    that fit; the Adam reference is mdp-mnist's best method unchanged."""
+    differs from mdp-mnist's rso only where its label says (shifts, the perturbation scale, L2, rounds) and in
+    the rounds that fit; the Adam reference is mdp-mnist's best method unchanged. Every RSO row stops after the
+    same number of evaluations without a better validation loss."""
     minute, mdp = load_suites().get("mdp-mnist-minute"), load_suites().get("mdp-mnist")
     for size in suite_sizes("mdp-mnist-minute"):
         trials = minute(size)
-        assert len({t.spec.time_limit for t in trials}) == 1 and {t.spec.patience for t in trials} == {5}
+        assert len({t.spec.time_limit for t in trials}) == 1
+        assert {t.spec.patience for t in trials if "l2=5e-3" not in t.label} == {5}
+        assert len({t.spec.patience * t.spec.eval_every for t in trials if t.spec.optimizer == "rso"}) == 1
         assert all(t.spec.task == ("mdp-mnist-uncentred" if t.label.endswith("uncentred") else "mdp-mnist")
                    and t.spec.model == "mlp:784-32-10" and t.spec.budget is None for t in trials)
     full = {t.label: t.spec for t in minute("full") if t.spec.seed == 0}
@@ -53,6 +56,11 @@ def test_mdp_mnist_minute_is_a_minute_under_the_same_rule_and_says_what_it_chang
         spec = full[label]
         assert spec.augment == ("shift:1" if "shift" in label else None)
         assert spec.options == dict(rso.options, lr=3.0) and spec.eval_every == rso.eval_every
+    for label, rounds in (("rso l2=5e-3, 24 rounds, uncentred", 24), ("rso l2=5e-3+shift, 32 rounds, uncentred", 32)):
+        spec = full[label]
+        assert spec.augment == ("shift:1" if "shift" in label else None) and spec.task == "mdp-mnist-uncentred"
+        assert spec.options == dict(rso.options, lr=3.0, rounds=rounds, l2=5e-3)
+        assert (spec.eval_every, spec.patience) == (rso.eval_every // 2, 10)
     for label in ("adam+l2+shift", "adam+l2+shift uncentred"):
         adam = full[label]
         assert (adam.optimizer, adam.options, adam.augment, adam.batch_size, adam.eval_every) == (
