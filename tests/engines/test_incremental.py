@@ -380,6 +380,48 @@ def test_polynomial_exponentials_are_double_precision() -> None:
         assert np.max(np.abs(s - np.expm1(t))) < 4e-16
 
 
+def test_short_log_series_is_double_precision() -> None:
+    import numpy as np
+
+    from gradfree.engines.incremental.kernels import softmax as sm
+
+    s = np.linspace(-0.01005, 0.01005, 2001)
+    relative = [abs(f(v) - math.log1p(v)) / max(abs(math.log1p(v)), 1e-300) for v in s
+                for f in (sm._log1p_tiny, sm._log1p_small)]
+    assert max(relative[0::2]) <= max(relative[1::2]) < 5e-16  # as exact as the long series (the division rounds)
+
+
+def test_the_tries_fast_loops_give_the_general_loops_results() -> None:
+    """The two-candidate pass over ten float32 classes sums each row as the general loop does (bit for bit),
+    and the screened scan for rows crossing the kink gathers what a scan of every row gathers, in order."""
+    import numpy as np
+
+    from gradfree.engines.incremental.kernels import softmax as sm
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    p32 = rng.dirichlet(np.ones(10), size=n).T.astype(np.float32).copy()
+    u = np.expm1(rng.normal(0.0, 0.01, size=(2, 10)))
+    s = np.zeros((2, n))
+    sm._stream_pair10(p32, u[0], u[1], s[0], s[1])
+    expected = np.zeros((2, n))
+    for q in range(10):
+        for k in range(2):
+            expected[k] += p32[q].astype(np.float64) * u[k, q]
+    assert np.array_equal(s, expected)
+
+    z = rng.normal(0.0, 0.05, size=n)
+    z[:4] = [0.0, 0.004, -0.004, 0.0039999]  # on the window's edges
+    mark = (rng.random(n) < 0.2).astype(np.uint8)
+    for cb0, cb1, two in ((0.004, -0.004, True), (-0.03, 0.01, True), (0.02, 0.02, False), (0.0, 0.0, True)):
+        gathered, da = np.zeros((2, n), dtype=np.int32), np.zeros((2, n))
+        m0, m1 = sm._relu_crossing_pair(n, mark, z, cb0, cb1, two, gathered, da, 3, 0)
+        for k, (cb, m) in enumerate(((cb0, m0), (cb1, m1))):
+            rows = [r for r in range(n) if mark[r] == 0 and (z[r] > 0) != (z[r] + cb > 0)] if two or k == 0 else []
+            assert gathered[k, 3 * (k == 0):m].tolist() == rows
+            assert np.array_equal(da[k, 3 * (k == 0):m], [max(z[r] + cb, 0.0) - max(z[r], 0.0) for r in rows])
+
+
 def test_perf_incremental_smoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The benchmark's rows are well formed and every engine agrees with the forward pass (tiny, synthetic)."""
     from gradfree.perf import incremental as perf_incremental

@@ -9,7 +9,9 @@ for the caches):
 
 * **Background rows.** Rows where feature ``i`` of the network input has its common value ``beta_i`` all
   move by the same ``cb = delta * beta_i``; where the unit is on the linear piece of its activation before
-  and after (ReLU active), they share ``exp(cb * w)``: their ``s`` is one SIMD pass over the softmax.
+  and after (ReLU active), they share ``exp(cb * w)``: their ``s`` is one SIMD pass over the softmax (for two
+  candidates and ten classes, each row's two sums are kept in registers across the classes). Only rows
+  within ``|cb|`` of the kink can cross it; they are found by a branch-free screen of the pre-activations.
 * **Other changed rows** (the input's non-background entries, rows crossing a ReLU kink) are gathered and
   their exponentials computed by Taylor polynomials in loops the compiler vectorises (``math.exp`` is a
   scalar library call), of the lowest degree exact to double precision for the arguments at hand.
@@ -18,8 +20,9 @@ for the caches):
   row's loss is exact to about 1e-8 of its change, while the pass reads half the memory. Larger steps use
   the float64 softmax; steps with an exponent beyond ``BIG`` recompute the row from its logits.
 * **Logs.** For a ReLU unit with one or two candidates (RSO's case) the background rows' ``log s_r`` are
-  polynomials (``2 atanh``), masked and summed in four fixed lanes, so that the loop vectorises; elsewhere the
-  logs of many rows are taken as one log of the product of their ``s``.
+  polynomials (``2 atanh``, to ``u^7`` when ``|cb| max|w| <= 0.01`` and to ``u^15`` otherwise), masked and
+  summed in four fixed lanes, so that the loop vectorises; elsewhere the logs of many rows are taken as one
+  log of the product of their ``s``.
 * **Accepts** keep the loops over all rows free of anything that stops the compiler vectorising them: the
   logits are updated in a loop of their own (beside the float64 softmax in the same loop, it was not
   vectorised), and divisions carry no zero check (:mod:`gradfree.engines.incremental.kernels`).
@@ -189,6 +192,18 @@ def _relu_background_pair(n: int, mark: np.ndarray, ztj: np.ndarray, w: np.ndarr
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _log1p_tiny(s: float) -> float:
+    """``log(1 + s)`` for ``|s| <= 0.01005``: ``2 atanh(u)``, ``u = s / (2 + s)``, ``|u| <= 0.00503``, by its series
+    to ``u^7`` (the first term left out is below ``u^9 / 9``, 1e-19 of ``u``)."""
+    u = s / (2.0 + s)
+    u2 = u * u
+    a = u2 * (1.0 / 7.0) + (1.0 / 5.0)
+    a = a * u2 + (1.0 / 3.0)
+    a = a * u2 + 1.0
+    return 2.0 * u * a
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _log1p_small(s: float) -> float:
     """``log(1 + s)`` for ``|s| <= 0.12``: :func:`_log_near1` without rounding ``1 + s`` first."""
     return _two_atanh(s / (2.0 + s))
@@ -240,18 +255,24 @@ def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: f
 
 
 @njit(cache=True, error_model="numpy")
-def _relu_shared_logs(n: int, mark: np.ndarray, ztj: np.ndarray, wy: np.ndarray, cb: float, sk: np.ndarray,
-                      terms: np.ndarray) -> float:
+def _relu_shared_logs(n: int, mark: np.ndarray, ztj: np.ndarray, wy: np.ndarray, cb: float, wmax: float,
+                      sk: np.ndarray, terms: np.ndarray) -> float:
     """The summed loss change of the background rows of a ReLU unit that stay active under the shared move
-    ``cb`` (``log s_r - cb w[y_r]``, with ``s_r = 1 + sk[r]``), branch-free so that it vectorises; ``wy[r]`` is
-    ``w[y_r]`` and ``terms`` scratch."""
-    for r in range(n):
+    ``cb`` (``log s_r - cb w[y_r]``, with ``s_r = 1 + sk[r]``, ``|cb| wmax <= SMALL``), branch-free so that it
+    vectorises; ``wy[r]`` is ``w[y_r]`` and ``terms`` scratch. RSO's steps are mostly small enough for a
+    shorter log series."""
+    tiny = abs(cb) * wmax <= 0.01  # |s| <= 0.01005, |u| <= 0.00503: the series to u^7 is exact to 1e-19
+    for r in range(n):  # the compiler takes the loop-invariant choice of series out of the loop
         zo = ztj[r]
         zn = zo + cb
         on = (mark[r] == 0) & (zo > 0.0) & (zn > 0.0)
-        v = _log1p_small(sk[r]) - cb * wy[r]
+        v = (_log1p_tiny(sk[r]) if tiny else _log1p_small(sk[r])) - cb * wy[r]
         terms[r] = v if on else 0.0
     return _sum4(terms, n)
+
+
+CROSS_CHUNK = 16
+"""Rows per chunk of :func:`_relu_crossing_pair`'s branch-free screen."""
 
 
 @njit(cache=True, error_model="numpy")
@@ -259,23 +280,55 @@ def _relu_crossing_pair(n: int, mark: np.ndarray, ztj: np.ndarray, cb0: float, c
                         gathered: np.ndarray, da_k: np.ndarray, m0: int, m1: int) -> tuple[int, int]:
     """The background rows of a ReLU unit that cross the kink under the shared moves ``cb0`` (and with ``two``,
     ``cb1``): gathered per candidate after the ``m0``, ``m1`` rows gathered before, with their activation change.
-    Returns the counts."""
-    for r in range(n):
-        if mark[r] != 0:
+    Returns the counts.
+
+    Few rows cross (those within ``|cb|`` of the kink), so each chunk of :data:`CROSS_CHUNK` rows is first
+    screened for pre-activations in that window by a loop without branches, which vectorises, and only a chunk
+    with one is gone through row by row (the rows are gathered in the same order as one pass over all rows
+    would)."""
+    lo, hi = min(0.0, -cb0, -cb1 if two else -cb0), max(0.0, -cb0, -cb1 if two else -cb0)
+    for first in range(0, n, CROSS_CHUNK):
+        last = min(n, first + CROSS_CHUNK)
+        hits = 0
+        for r in range(first, last):  # a row crosses only if lo < z <= hi (and it is a background row)
+            zo = ztj[r]
+            hits += (zo > lo) & (zo <= hi)
+        if hits == 0:
             continue
-        zo = ztj[r]
-        ao = zo if zo > 0.0 else 0.0
-        z0 = zo + cb0
-        z1 = zo + cb1
-        if (zo > 0.0) != (z0 > 0.0):
-            gathered[0, m0] = r
-            da_k[0, m0] = (z0 if z0 > 0.0 else 0.0) - ao
-            m0 += 1
-        if two and (zo > 0.0) != (z1 > 0.0):
-            gathered[1, m1] = r
-            da_k[1, m1] = (z1 if z1 > 0.0 else 0.0) - ao
-            m1 += 1
+        for r in range(first, last):
+            if mark[r] != 0:
+                continue
+            zo = ztj[r]
+            ao = zo if zo > 0.0 else 0.0
+            z0 = zo + cb0
+            z1 = zo + cb1
+            if (zo > 0.0) != (z0 > 0.0):
+                gathered[0, m0] = r
+                da_k[0, m0] = (z0 if z0 > 0.0 else 0.0) - ao
+                m0 += 1
+            if two and (zo > 0.0) != (z1 > 0.0):
+                gathered[1, m1] = r
+                da_k[1, m1] = (z1 if z1 > 0.0 else 0.0) - ao
+                m1 += 1
     return m0, m1
+
+
+@njit(cache=True, error_model="numpy")
+def _stream_pair10(p32: np.ndarray, u0: np.ndarray, u1: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> None:
+    """``s_k[r] = sum_c p32[c, r] u_k[c]`` for two candidates and ten classes, the classes summed in a register
+    in the order of the general loop (so the same sums, bit for bit): one read of each class and one write of
+    each sum per row, where the general loop reads and writes the sums once per class."""
+    a0, a1, a2, a3, a4 = p32[0], p32[1], p32[2], p32[3], p32[4]
+    a5, a6, a7, a8, a9 = p32[5], p32[6], p32[7], p32[8], p32[9]
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = u0[0], u0[1], u0[2], u0[3], u0[4], u0[5], u0[6], u0[7], u0[8], u0[9]
+    y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = u1[0], u1[1], u1[2], u1[3], u1[4], u1[5], u1[6], u1[7], u1[8], u1[9]
+    for r in range(s0.shape[0]):
+        v0, v1, v2, v3, v4 = float(a0[r]), float(a1[r]), float(a2[r]), float(a3[r]), float(a4[r])
+        v5, v6, v7, v8, v9 = float(a5[r]), float(a6[r]), float(a7[r]), float(a8[r]), float(a9[r])
+        s0[r] = (((((((((0.0 + v0 * x0) + v1 * x1) + v2 * x2) + v3 * x3) + v4 * x4) + v5 * x5) + v6 * x6)
+                  + v7 * x7) + v8 * x8) + v9 * x9
+        s1[r] = (((((((((0.0 + v0 * y0) + v1 * y1) + v2 * y2) + v3 * y3) + v4 * y4) + v5 * y5) + v6 * y6)
+                  + v7 * y7) + v8 * y8) + v9 * y9
 
 
 @njit(cache=True, error_model="numpy")
@@ -355,31 +408,34 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
             fast[k] = cb[k] != 0.0 and abs(cb[k]) * wmax <= SMALL
             for q in range(c):
                 u[k, q] = math.expm1(cb[k] * w[q])
-        for k in range(kk):
-            if fast[k]:
-                sk = s_k[k]
-                for r in range(n):
-                    sk[r] = 0.0
-        for q in range(c):
-            pq = p32[q]
-            if kk == 2 and fast[0] and fast[1]:  # the RSO case: both candidates in one read of the softmax
-                s0, s1, u0, u1 = s_k[0], s_k[1], u[0, q], u[1, q]
-                for r in range(n):
-                    v = pq[r]
-                    s0[r] += v * u0
-                    s1[r] += v * u1
-            else:
-                for k in range(kk):
-                    if fast[k]:
-                        sk, uk = s_k[k], u[k, q]
-                        for r in range(n):
-                            sk[r] += pq[r] * uk
+        if kk == 2 and fast[0] and fast[1] and c == 10:  # RSO's case on ten classes, the sums in registers
+            _stream_pair10(p32, u[0], u[1], s_k[0, :n], s_k[1, :n])
+        else:
+            for k in range(kk):
+                if fast[k]:
+                    sk = s_k[k]
+                    for r in range(n):
+                        sk[r] = 0.0
+            for q in range(c):
+                pq = p32[q]
+                if kk == 2 and fast[0] and fast[1]:  # two candidates in one read of the softmax
+                    s0, s1, u0, u1 = s_k[0], s_k[1], u[0, q], u[1, q]
+                    for r in range(n):
+                        v = pq[r]
+                        s0[r] += v * u0
+                        s1[r] += v * u1
+                else:
+                    for k in range(kk):
+                        if fast[k]:
+                            sk, uk = s_k[k], u[k, q]
+                            for r in range(n):
+                                sk[r] += pq[r] * uk
         if kk <= 2 and code == RELU and fast[0] and fast[kk - 1]:  # RSO's case (or one): vectorised sums of logs
             wy, terms = g[0], e  # free until step 3
             for r in range(n):
                 wy[r] = w[y[r]]
             for k in range(kk):
-                total[k] = _relu_shared_logs(n, mark, ztj, wy, cb[k], s_k[k], terms)
+                total[k] = _relu_shared_logs(n, mark, ztj, wy, cb[k], wmax, s_k[k], terms)
             m[0], m[1] = _relu_crossing_pair(n, mark, ztj, cb[0], cb[kk - 1], kk == 2, gathered, da_k, m[0], m[1])
             kk_rows = 0
         elif kk == 2 and code == RELU:  # with accumulators the compiler keeps in registers
