@@ -168,7 +168,7 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
         one :class:`IncrementalRow` per method and ``k`` (one for ``forward`` and ``numba-accept``).
     """
     from gradfree.engines.incremental.mlp import MLPCoordinateEvaluator
-    from gradfree.engines.incremental.selection import clear_cache
+    from gradfree.engines.incremental.selection import clear_cache, warm_up
     from gradfree.engines.incremental.sequential import SequentialCoordinateEvaluator
     from gradfree.models import build_model
 
@@ -185,6 +185,7 @@ def run_incremental(*, x: Tensor, y: Tensor, seed: int = 0, ks: Sequence[int] = 
         "torch-incr": lambda: SequentialCoordinateEvaluator(flat, loss_fn, x, y),
         "numba-incr": lambda: MLPCoordinateEvaluator(flat, loss_fn, x, y),
     }
+    warm_up()  # every kernel compiled (or loaded) before anything is timed, the accept and pass rows included
     built = {name: make() for name, make in engines.items() if name in methods}
     rows: list[IncrementalRow] = []
     fns: dict[str, tuple[Callable[[int], int], int]] = {}

@@ -98,11 +98,11 @@ def warm_up() -> bool:
     saved = flat.get()
     try:
         ev.loss()
-        for index in range(flat.num_dims):
+        for index in range(flat.num_dims):  # every layer's tries and accepts, weights and biases
             values = saved[index] + torch.tensor([0.1, -0.1], dtype=saved.dtype)
             ev.try_values(index, values)
             ev.try_values(index, values[:1])
-        ev.set_value(0, float(saved[0]) + 0.1)
+            ev.set_value(index, float(values[0]))
         ev.greedy_pass(torch.arange(flat.num_dims), torch.stack([saved + 0.1, saved - 0.1], 1))
     finally:
         flat.set_(saved)
