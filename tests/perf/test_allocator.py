@@ -16,11 +16,13 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
 def _child(mode: str, **env: str) -> dict[str, float]:
-    """One measurement child of the perf program: the quarter-width CIFAR CNN on a batch of 64."""
+    """One measurement child of the perf program: the quarter-width CIFAR CNN on a batch of 64, timed for 0.5 s
+    (a few forwards and steps more than 0.2 s gives, so that the first ones, which fault in any mode, weigh
+    less)."""
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "GRADFREE_MALLOC")}
     done = subprocess.run([sys.executable, "-m", "gradfree.perf.allocator", "--child", mode, "--model", "cifar:0.25",
-                           "--batch", "64", "--seconds", "0.2"], capture_output=True, text=True, check=True,
+                           "--batch", "64", "--seconds", "0.5"], capture_output=True, text=True, check=True,
                           env={**clean, **env})
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -29,9 +31,11 @@ def _child(mode: str, **env: str) -> dict[str, float]:
 def test_kept_memory_stops_refaulting_the_activations() -> None:
     system, kept = _child("system"), _child("kept")
     assert kept["kept"] and not system["kept"]
-    # glibc's defaults map each activation afresh: hundreds of pages faulted in every forward; kept, none.
-    assert system["forward_faults"] > 100 and kept["forward_faults"] < system["forward_faults"] / 10
-    assert kept["step_faults"] < system["step_faults"] / 3
+    # glibc's defaults give freed activations back and fault them in again: hundreds to thousands of pages in
+    # every training step (960-3,000 seen). In a forward it depends on how its adaptive mmap threshold has
+    # moved: 0-2,000 pages seen on one machine, with the load beside it. Kept: tens in a step, a few in a forward.
+    assert system["step_faults"] > 100 and kept["step_faults"] < system["step_faults"] / 5
+    assert kept["forward_faults"] < 20
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
