@@ -286,7 +286,8 @@ def _relu_crossing_pair(n: int, mark: np.ndarray, ztj: np.ndarray, cb0: float, c
     screened for pre-activations in that window by a loop without branches, which vectorises, and only a chunk
     with one is gone through row by row (the rows are gathered in the same order as one pass over all rows
     would)."""
-    lo, hi = min(0.0, -cb0, -cb1 if two else -cb0), max(0.0, -cb0, -cb1 if two else -cb0)
+    cb_other = cb1 if two else cb0
+    lo, hi = min(0.0, -cb0, -cb_other), max(0.0, -cb0, -cb_other)
     for first in range(0, n, CROSS_CHUNK):
         last = min(n, first + CROSS_CHUNK)
         hits = 0
@@ -409,7 +410,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
             for q in range(c):
                 u[k, q] = math.expm1(cb[k] * w[q])
         if kk == 2 and fast[0] and fast[1] and c == 10:  # RSO's case on ten classes, the sums in registers
-            _stream_pair10(p32, u[0], u[1], s_k[0, :n], s_k[1, :n])
+            _stream_pair10(p32, u[0], u[1], s_k[0], s_k[1])
         else:
             for k in range(kk):
                 if fast[k]:
