@@ -422,6 +422,52 @@ def test_the_tries_fast_loops_give_the_general_loops_results() -> None:
             assert np.array_equal(da[k, 3 * (k == 0):m], [max(z[r] + cb, 0.0) - max(z[r], 0.0) for r in rows])
 
 
+def test_the_fused_background_pass_gives_the_separate_loops_results() -> None:
+    """One pass over the background rows (two candidates, ten classes, ReLU) gives what the register sums, the
+    sums of logs and the screened crossing scan give, bit for bit, on rows that are not a multiple of 8 (the
+    flag words' padding) and on the window's edges, for tiny and larger moves."""
+    import numpy as np
+
+    from gradfree.engines.incremental.kernels import softmax as sm
+
+    rng = np.random.default_rng(1)
+    n = 1003
+    p32 = rng.dirichlet(np.ones(10), size=n).T.astype(np.float32).copy()
+    w = rng.normal(0.0, 0.3, size=10)
+    wmax = float(np.abs(w).max())
+    y = rng.integers(0, 10, size=n).astype(np.int32)
+    wy = w[y]
+    mark = (rng.random(n) < 0.2).astype(np.uint8)
+    flags = np.zeros(1008, dtype=np.uint8)
+    for cb0, cb1 in ((0.004, -0.004), (-0.03, 0.01), (0.02, 0.02), (0.0, 0.0), (0.25, -0.1)):
+        z = rng.normal(0.0, 0.05, size=n)
+        z[:4] = [0.0, 0.004, -0.004, 0.0039999]
+        z[-1] = -cb0  # the last row on the edge: the tail of the last flag word
+        u = np.expm1(np.outer([cb0, cb1], w))
+        s, t = np.zeros((2, n)), np.zeros((2, n))
+        gathered, da = np.zeros((2, n), dtype=np.int32), np.zeros((2, n))
+        got = sm._relu_background_pair10(n, p32, u[0], u[1], mark, z, wy, cb0, cb1, wmax, t[0], t[1], flags,
+                                         gathered, da, 3, 1, False)
+        sm._stream_pair10(p32, u[0], u[1], s[0], s[1])
+        terms = np.zeros(n)
+        want = [sm._relu_shared_logs(n, mark, z, wy, cb, wmax, s[k], terms) for k, cb in enumerate((cb0, cb1))]
+        want_gathered, want_da = np.zeros((2, n), dtype=np.int32), np.zeros((2, n))
+        m = sm._relu_crossing_pair(n, mark, z, cb0, cb1, True, want_gathered, want_da, 3, 1)
+        assert got == (want[0], want[1], m[0], m[1])
+        assert np.array_equal(gathered, want_gathered) and np.array_equal(da, want_da)
+        assert not flags[n:].any()
+        # gathered once for both candidates: the rows either one takes across, each with both changes
+        union, da_union = np.zeros((2, n), dtype=np.int32), np.zeros((2, n))
+        got = sm._relu_background_pair10(n, p32, u[0], u[1], mark, z, wy, cb0, cb1, wmax, t[0], t[1], flags,
+                                         union, da_union, 3, 1, True)
+        rows = sorted(set(want_gathered[0, 3:m[0]].tolist()) | set(want_gathered[1, 1:m[1]].tolist()))
+        assert got == (want[0], want[1], 3 + len(rows), 1)
+        assert union[0, 3:got[2]].tolist() == rows
+        for k, first in ((0, 3), (1, 1)):
+            changes = dict(zip(want_gathered[k, first:m[k]].tolist(), want_da[k, first:m[k]].tolist(), strict=True))
+            assert da_union[k, 3:got[2]].tolist() == [changes.get(r, 0.0) for r in rows]
+
+
 def test_perf_incremental_smoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The benchmark's rows are well formed and every engine agrees with the forward pass (tiny, synthetic)."""
     from gradfree.perf import incremental as perf_incremental

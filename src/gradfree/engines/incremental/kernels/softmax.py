@@ -10,11 +10,13 @@ for the caches):
 * **Background rows.** Rows where feature ``i`` of the network input has its common value ``beta_i`` all
   move by the same ``cb = delta * beta_i``; where the unit is on the linear piece of its activation before
   and after (ReLU active), they share ``exp(cb * w)``: their ``s`` is one SIMD pass over the softmax (for two
-  candidates and ten classes, each row's two sums are kept in registers across the classes). Only rows
-  within ``|cb|`` of the kink can cross it; they are found by a branch-free screen of the pre-activations.
+  candidates and ten classes, each row's two sums are kept in registers across the classes, and its loss
+  changes and whether it lies near the kink are computed in the same pass). Only rows within ``|cb|`` of the
+  kink can cross it; they are found by a branch-free screen of the pre-activations.
 * **Other changed rows** (the input's non-background entries, rows crossing a ReLU kink) are gathered and
   their exponentials computed by Taylor polynomials in loops the compiler vectorises (``math.exp`` is a
-  scalar library call), of the lowest degree exact to double precision for the arguments at hand.
+  scalar library call), of the lowest degree exact to double precision for the arguments at hand. For RSO's
+  two candidates each such row's softmax is gathered once for both.
 * **Small steps read a float32 copy of the softmax.** With ``|da * w_c| <= 0.1``, ``s = 1 + sum_c p_c
   (exp(da w_c) - 1)`` lies in ``[0.9, 1.11]`` and float32 ``p`` changes it by at most ``6e-8 * 0.11``, so a
   row's loss is exact to about 1e-8 of its change, while the pass reads half the memory. Larger steps use
@@ -45,7 +47,7 @@ from numba import njit
 from gradfree.engines.incremental.kernels.activations import act, unit_slope
 from gradfree.engines.incremental.kernels.inputs import input_column
 from gradfree.engines.incremental.kernels.rows import log_product, row_loss, row_stats, try_rows
-from gradfree.engines.incremental.kernels.state import BIG, CROSS_ENTROPY, RELU, Inputs, Net, Outputs, Workspace
+from gradfree.engines.incremental.kernels.state import BIG, CHUNK, CROSS_ENTROPY, RELU, Inputs, Net, Outputs, Workspace
 
 SMALL = 0.1
 """Largest ``|exponent|`` for which the float32 softmax copy and the expm1 polynomials are used."""
@@ -255,6 +257,49 @@ def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: f
 
 
 @njit(cache=True, error_model="numpy")
+def _relu_own_union(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: float, d0: float, d1: float,
+                    mark: np.ndarray, union: np.ndarray, e0: np.ndarray, e1: np.ndarray) -> int:
+    """:func:`_relu_own_pair` for two candidates, gathering the rows where either candidate changes the
+    activation once, into ``union``, with each candidate's change in ``e0``/``e1`` (0 where it does not change
+    the row); returns their count. Step 3 of :func:`try_rank1` then gathers each row's softmax once for both."""
+    m = 0
+    for idx in range(rows.shape[0]):
+        r = rows[idx]
+        xin = vals[idx]
+        mark[r] = 1
+        zo = ztj[r]
+        ao = zo if zo > 0.0 else 0.0
+        z0 = zo + shift + d0 * xin
+        z1 = zo + shift + d1 * xin
+        da0 = (z0 if z0 > 0.0 else 0.0) - ao
+        da1 = (z1 if z1 > 0.0 else 0.0) - ao
+        if da0 != 0.0 or da1 != 0.0:
+            union[m] = r
+            e0[m] = da0
+            e1[m] = da1
+            m += 1
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def _log_product_changed(s: np.ndarray, d: np.ndarray, count: int) -> float:
+    """:func:`~.rows.log_product` of the entries of ``s[:count]`` whose change ``d`` is not 0 (the others are 1),
+    grouped as it groups them when given only those entries: the same number, bit for bit."""
+    total = 0.0
+    prod = 1.0
+    taken = 0
+    for idx in range(count):
+        if d[idx] != 0.0:
+            prod *= s[idx]
+            taken += 1
+            if taken == CHUNK:
+                total += math.log(prod)
+                prod = 1.0
+                taken = 0
+    return total + math.log(prod)
+
+
+@njit(cache=True, error_model="numpy")
 def _relu_shared_logs(n: int, mark: np.ndarray, ztj: np.ndarray, wy: np.ndarray, cb: float, wmax: float,
                       sk: np.ndarray, terms: np.ndarray) -> float:
     """The summed loss change of the background rows of a ReLU unit that stay active under the shared move
@@ -333,6 +378,137 @@ def _stream_pair10(p32: np.ndarray, u0: np.ndarray, u1: np.ndarray, s0: np.ndarr
 
 
 @njit(cache=True, error_model="numpy")
+def _relu_background_pair10(n: int, p32: np.ndarray, u0: np.ndarray, u1: np.ndarray, mark: np.ndarray,
+                            ztj: np.ndarray, wy: np.ndarray, cb0: float, cb1: float, wmax: float, t0: np.ndarray,
+                            t1: np.ndarray, flags: np.ndarray, gathered: np.ndarray, da_k: np.ndarray, m0: int,
+                            m1: int, union: bool) -> tuple[float, float, int, int]:
+    """The background rows of :func:`try_rank1` for two candidates, ten classes and a ReLU unit, in one pass
+    over the rows: each row's sums ``s_k`` (as :func:`_stream_pair10`), its loss change where it stays active
+    (as :func:`_relu_shared_logs`, into ``t0``/``t1``) and whether it lies in the window of the kink (into
+    ``flags``), so that the softmax, the pre-activations and the sums are read once; then the flagged rows are
+    found eight at a time and those that cross gathered as :func:`_relu_crossing_pair` gathers them. The same
+    numbers, bit for bit, as those three (``wy[r]`` is ``w[y_r]``: a gather inside the loop would stop the
+    compiler vectorising it). With ``union`` a row that crosses for either candidate is gathered once, into
+    ``gathered[0]`` after the ``m0`` there, with both changes in ``da_k[0]`` and ``da_k[1]`` (0 for a candidate
+    under which it does not cross), as :func:`_relu_own_union` gathers; the second count is then ``m1``.
+
+    Returns:
+        each candidate's summed loss change of the rows that stay active, and its number of gathered rows
+        (``m0``, ``m1`` on entry: those gathered before).
+    """
+    tiny0, tiny1 = abs(cb0) * wmax <= 0.01, abs(cb1) * wmax <= 0.01  # as _relu_shared_logs chooses
+    lo, hi = min(0.0, -cb0, -cb1), max(0.0, -cb0, -cb1)
+    a0, a1, a2, a3, a4 = p32[0], p32[1], p32[2], p32[3], p32[4]
+    a5, a6, a7, a8, a9 = p32[5], p32[6], p32[7], p32[8], p32[9]
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = u0[0], u0[1], u0[2], u0[3], u0[4], u0[5], u0[6], u0[7], u0[8], u0[9]
+    y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = u1[0], u1[1], u1[2], u1[3], u1[4], u1[5], u1[6], u1[7], u1[8], u1[9]
+    hits = 0
+    for r in range(n):
+        v0, v1, v2, v3, v4 = float(a0[r]), float(a1[r]), float(a2[r]), float(a3[r]), float(a4[r])
+        v5, v6, v7, v8, v9 = float(a5[r]), float(a6[r]), float(a7[r]), float(a8[r]), float(a9[r])
+        s0 = (((((((((0.0 + v0 * x0) + v1 * x1) + v2 * x2) + v3 * x3) + v4 * x4) + v5 * x5) + v6 * x6)
+               + v7 * x7) + v8 * x8) + v9 * x9
+        s1 = (((((((((0.0 + v0 * y0) + v1 * y1) + v2 * y2) + v3 * y3) + v4 * y4) + v5 * y5) + v6 * y6)
+               + v7 * y7) + v8 * y8) + v9 * y9
+        zo = ztj[r]
+        bg = mark[r] == 0
+        l0 = (_log1p_tiny(s0) if tiny0 else _log1p_small(s0)) - cb0 * wy[r]
+        l1 = (_log1p_tiny(s1) if tiny1 else _log1p_small(s1)) - cb1 * wy[r]
+        t0[r] = l0 if bg & (zo > 0.0) & (zo + cb0 > 0.0) else 0.0
+        t1[r] = l1 if bg & (zo > 0.0) & (zo + cb1 > 0.0) else 0.0
+        near = (zo > lo) & (zo <= hi)  # a row crosses only if lo < z <= hi (and it is a background row)
+        flags[r] = near
+        hits += near
+    if hits:
+        words = flags.view(np.uint64)  # the padding after row n stays 0
+        for q in range(words.shape[0]):
+            if words[q] == 0:
+                continue
+            for r in range(8 * q, min(n, 8 * q + 8)):
+                if flags[r] == 0 or mark[r] != 0:
+                    continue
+                zo = ztj[r]
+                ao = zo if zo > 0.0 else 0.0
+                z0 = zo + cb0
+                z1 = zo + cb1
+                cross0, cross1 = (zo > 0.0) != (z0 > 0.0), (zo > 0.0) != (z1 > 0.0)
+                da0 = (z0 if z0 > 0.0 else 0.0) - ao if cross0 else 0.0
+                da1 = (z1 if z1 > 0.0 else 0.0) - ao if cross1 else 0.0
+                if union:
+                    if cross0 or cross1:
+                        gathered[0, m0] = r
+                        da_k[0, m0] = da0
+                        da_k[1, m0] = da1
+                        m0 += 1
+                    continue
+                if cross0:
+                    gathered[0, m0] = r
+                    da_k[0, m0] = da0
+                    m0 += 1
+                if cross1:
+                    gathered[1, m1] = r
+                    da_k[1, m1] = da1
+                    m1 += 1
+    return _sum4(t0, n), _sum4(t1, n), m0, m1
+
+
+@njit(cache=True, error_model="numpy")
+def _union_small(mu: int, rows: np.ndarray, d0: np.ndarray, d1: np.ndarray, w: np.ndarray, wmax: float,
+                 y: np.ndarray, p32: np.ndarray, g: np.ndarray, s0: np.ndarray, s1: np.ndarray, total: np.ndarray,
+                 out: np.ndarray) -> bool:
+    """Step 3 of :func:`try_rank1` for the ``mu`` rows gathered once for two candidates (``rows``, changes
+    ``d0``, ``d1``) when both candidates' changes are small (``|d| wmax <= SMALL``; else it returns False and
+    does nothing): the softmax of each row is gathered once for both, and each candidate's ``out`` is what
+    its own rows alone give, bit for bit (a row it does not change has ``s = 1`` exactly and is left out of
+    the product and the sum)."""
+    dmax0 = dmax1 = 0.0
+    for idx in range(mu):
+        dmax0 = max(dmax0, abs(d0[idx]))
+        dmax1 = max(dmax1, abs(d1[idx]))
+    if dmax0 * wmax > SMALL or dmax1 * wmax > SMALL:
+        return False
+    ys0 = ys1 = 0.0
+    for idx in range(mu):
+        wyr = w[y[rows[idx]]]
+        if d0[idx] != 0.0:
+            ys0 += d0[idx] * wyr
+        if d1[idx] != 0.0:
+            ys1 += d1[idx] * wyr
+    for idx in range(mu):
+        s0[idx] = 0.0
+        s1[idx] = 0.0
+    for q in range(w.shape[0]):
+        pq, gq = p32[q], g[q]
+        for idx in range(mu):
+            gq[idx] = pq[rows[idx]]
+    for q in range(w.shape[0]):
+        _add_weighted_expm1(s0, g[q], d0, w[q], dmax0 * abs(w[q]), mu)
+        _add_weighted_expm1(s1, g[q], d1, w[q], dmax1 * abs(w[q]), mu)
+    for idx in range(mu):
+        s0[idx] += 1.0
+        s1[idx] += 1.0
+    out[0] = total[0] + _log_product_changed(s0, d0, mu) - ys0
+    out[1] = total[1] + _log_product_changed(s1, d1, mu) - ys1
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _split_union(mu: int, gathered: np.ndarray, da_k: np.ndarray, first: bool = False) -> int:
+    """The rows of ``gathered[0][:mu]`` that the second (``first``: the first) candidate changes, moved with their
+    change to that candidate's ``gathered[k]``/``da_k[k]`` (in place: the second must be split first, since the
+    first overwrites the union); returns their count."""
+    k = 0 if first else 1
+    m = 0
+    for idx in range(mu):
+        d = da_k[k, idx]
+        if d != 0.0:
+            gathered[k, m] = gathered[0, idx]
+            da_k[k, m] = d
+            m += 1
+    return m
+
+
+@njit(cache=True, error_model="numpy")
 def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, net: Net, outs: Outputs,
               inp: Inputs, work: Workspace, shift: float = 0.0) -> None:
     """Change of the summed cross-entropy, ``out[k]``, when ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the
@@ -373,10 +549,29 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
         bg, start, stop, dense = beta[i], colptr[i], colptr[i + 1], False
     else:
         bg, start, stop, dense = 0.0, 0, 0, True
+    # The shared move of the background rows (step 2), per candidate: rows on the linear piece share
+    # expm1(cb * w), exactly for ``fast`` ones (small moves).
+    background = (bg != 0.0 or shift != 0.0) and not dense
+    cb = np.zeros(kk)
+    fast = np.zeros(kk, dtype=np.bool_)
+    u = np.empty((kk, c))
+    for k in range(kk if background else 0):
+        cb[k] = shift + deltas[k] * bg
+        fast[k] = cb[k] != 0.0 and abs(cb[k]) * wmax <= SMALL
+        for q in range(c):
+            u[k, q] = math.expm1(cb[k] * w[q])
+    pair10 = kk == 2 and fast[0] and fast[1] and c == 10  # RSO's case on ten classes
+    # RSO's case, its background in one pass or none: each row with its own change is gathered once for both
+    # candidates (``gathered[0]``, changes in ``da_k[0]`` and ``da_k[1]``; step 3 splits them for large steps)
+    union = kk == 2 and code == RELU and not dense and (pair10 or not background)
     # 1. rows with their own input: a hidden input's non-zero rows, or the network input's listed rows
     count = n if dense else stop - start
     prev = h_off[layer - 1] + i * n if dense else 0
-    if kk <= 2 and code == RELU and not dense:  # RSO's case (and one candidate), with the counters in registers
+    if union:
+        m[0] = _relu_own_union(rows[start:stop], vals[start:stop], ztj, shift, deltas[0], deltas[1], mark,
+                               gathered[0], da_k[0], da_k[1])
+        count = 0
+    elif kk <= 2 and code == RELU and not dense:  # RSO's case (and one candidate), with the counters in registers
         m[0], m[1] = _relu_own_pair(rows[start:stop], vals[start:stop], ztj, shift, deltas[0], deltas[kk - 1],
                                     kk == 2, mark, gathered, da_k)
         count = 0
@@ -400,16 +595,15 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                 m[k] += 1
     # 2. background rows all move by cb = delta * beta; on the linear piece they share expm1(cb * w):
     #    s = 1 + sum_c p_c expm1(cb w_c) is one SIMD pass over the float32 softmax for all rows
-    if (bg != 0.0 or shift != 0.0) and not dense:
-        cb = np.empty(kk)
-        fast = np.zeros(kk, dtype=np.bool_)
-        u = np.empty((kk, c))
-        for k in range(kk):
-            cb[k] = shift + deltas[k] * bg
-            fast[k] = cb[k] != 0.0 and abs(cb[k]) * wmax <= SMALL
-            for q in range(c):
-                u[k, q] = math.expm1(cb[k] * w[q])
-        if kk == 2 and fast[0] and fast[1] and c == 10:  # RSO's case on ten classes, the sums in registers
+    if background:
+        if pair10 and code == RELU:  # the whole background in one pass
+            wy = g[0]  # free until step 3
+            for r in range(n):
+                wy[r] = w[y[r]]
+            total[0], total[1], m[0], m[1] = _relu_background_pair10(
+                n, p32, u[0], u[1], mark, ztj, wy, cb[0], cb[1], wmax, s_k[0], s_k[1], work.flags, gathered, da_k,
+                m[0], m[1], union)
+        elif pair10:  # the sums in registers
             _stream_pair10(p32, u[0], u[1], s_k[0], s_k[1])
         else:
             for k in range(kk):
@@ -431,7 +625,9 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                             sk, uk = s_k[k], u[k, q]
                             for r in range(n):
                                 sk[r] += pq[r] * uk
-        if kk <= 2 and code == RELU and fast[0] and fast[kk - 1]:  # RSO's case (or one): vectorised sums of logs
+        if pair10 and code == RELU:
+            kk_rows = 0
+        elif kk <= 2 and code == RELU and fast[0] and fast[kk - 1]:  # one candidate (or other than ten classes)
             wy, terms = g[0], e  # free until step 3
             for r in range(n):
                 wy[r] = w[y[r]]
@@ -477,6 +673,11 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     for idx in range(start, stop):
         mark[rows[idx]] = 0
     # 3. rows with their own change: gather the softmax, vectorised exponentials, one log per chunk
+    if union and _union_small(m[0], gathered[0], da_k[0], da_k[1], w, wmax, y, p32, g, s_k[0], s_k[1], total, out):
+        return
+    if union:  # a large step: each candidate's rows apart, in the order they were gathered
+        m[1] = _split_union(m[0], gathered, da_k)
+        m[0] = _split_union(m[0], gathered, da_k, first=True)
     for k in range(kk):
         mk, rk, dk, sk = m[k], gathered[k], da_k[k], s_k[k]
         dmax = 0.0

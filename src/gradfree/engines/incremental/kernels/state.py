@@ -108,3 +108,7 @@ class Workspace(NamedTuple):
     """``(N,)`` uint8: rows with their own input, marked during a call; all zeros between calls."""
     gathered: np.ndarray
     """``(K, N)`` int32: per candidate the rows with their own change."""
+    flags: np.ndarray
+    """``(N`` rounded up to a multiple of 8``)`` uint8: per row, whether a background row's pre-activation lies
+    where a shared move can take it across the kink (written by every try that uses it, read as 64-bit words
+    so that the few flagged rows are found eight at a time; the padding stays 0)."""
