@@ -18,12 +18,14 @@ following tries score their candidates with ``S`` added to every row
 (:func:`~gradfree.engines.incremental.kernels.softmax.try_rank1`'s ``shift``), from the caches as they are. The
 caches catch up — one update of every row by ``S``, as a bias change would make — when the pass leaves the
 unit, before an accept that reaches ``max_accepts``, at the end, and whenever ``|S| max|w|`` exceeds
-``SMALL / 2`` (so that the tries stay on their float32 fast path). The summed loss carried from one
-coordinate to the next is then the accepted candidate's scored loss, not a re-summation of the row losses,
-and the tries' float32 fast path sees moves that include ``S`` (its error is about 1e-8 of a row's change,
-:mod:`~gradfree.engines.incremental.kernels.softmax`). So where it defers, the pass equals the per-call path to
-rounding (up to 4e-11 of the loss in the tests), not bit for bit; elsewhere it is the same arithmetic. The
-choices are the same unless two scores lie within that rounding of each other.
+``SMALL / 2`` (so that the tries stay on their float32 fast path). Until then the summed row loss the caches
+hold is carried by the changes each accept made to its rows (summed again over every row when they catch
+up). The summed loss carried from one coordinate to the next is then the accepted candidate's scored loss,
+not a re-summation of the row losses, and the tries' float32 fast path sees moves that include ``S`` (its
+error is about 1e-8 of a row's change, :mod:`~gradfree.engines.incremental.kernels.softmax`). So where it
+defers, the pass equals the per-call path to rounding (up to 4e-11 of the loss in the tests), not bit for
+bit; elsewhere it is the same arithmetic. The choices are the same unless two scores lie within that
+rounding of each other.
 """
 
 from __future__ import annotations
@@ -128,11 +130,12 @@ def greedy_pass(start: int, layers: np.ndarray, js: np.ndarray, iis: np.ndarray,
                 delta = deltas[choice]
                 if pending < 0 or delta != 0.0:
                     total = stored + raw[choice]
-                rank1_update(layer, j, i, delta, True, net, outs, inp, work)
+                changed = rank1_update(layer, j, i, delta, True, net, outs, inp, work)
                 weights[pos] = cands[t, choice]
                 shift += delta * (1.0 if i < 0 else beta[i])
                 pending = j
-                stored = row_sum(outs.lrow)
+                # the rows it changed carry the summed loss the caches hold, without a sum over every row
+                stored = stored + changed if math.isfinite(changed) else row_sum(outs.lrow)
                 if not stays or abs(shift) * _wmax(net, layer, j) > 0.5 * SMALL:
                     total = stored = _catch_up(layer, j, shift, net, outs, inp, work)
                     pending, shift = -1, 0.0

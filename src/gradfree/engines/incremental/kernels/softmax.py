@@ -728,7 +728,7 @@ def apply_rank1(layer: int, j: int, i: int, value: float, net: Net, outs: Output
 
 @njit(cache=True, error_model="numpy")
 def rank1_update(layer: int, j: int, i: int, delta: float, own_only: bool, net: Net, outs: Outputs, inp: Inputs,
-                 work: Workspace) -> None:
+                 work: Workspace) -> float:
     """Update the caches for a change ``delta`` of ``W_layer[j, i]`` (``i < 0``: bias ``j``) of the last hidden
     layer (the weights are not written): the unit's pre-activations and activations, and for every changed row
     its logits (``+ da w``), softmax (``p_c <- p_c exp(da w_c) / s``, float64 and the float32 copy) and loss
@@ -744,6 +744,10 @@ def rank1_update(layer: int, j: int, i: int, delta: float, own_only: bool, net: 
     (a mask keeps the others unchanged, multiplying by exactly 1); the rows with their own change get their
     exponentials from vectorised polynomials. Everything stays float64 (no float32 shortcut here: the caches
     are the state every later evaluation starts from).
+
+    Returns:
+        how much the row losses changed, summed over the changed rows, when no row shared a move (so that a
+        caller can carry the summed loss without summing every row again); NaN when rows shared one.
     """
     widths, weights, w_off = net.widths, net.weights, net.w_off
     zt, at, h_off = net.zt, net.at, net.h_off
@@ -875,6 +879,7 @@ def rank1_update(layer: int, j: int, i: int, delta: float, own_only: bool, net: 
                 if msk[r] != 0.0:
                     lrow[r] -= math.log(s[r]) + cb * w[y[r]]
     # 3. rows with their own change: exponentials in vectorised loops, then row by row
+    changed = 0.0
     dmax = 0.0
     for idx in range(m):
         dmax = max(dmax, abs(da_own[idx]))
@@ -906,13 +911,18 @@ def rank1_update(layer: int, j: int, i: int, delta: float, own_only: bool, net: 
                 oq[r] += da_own[idx] * wq
         for idx in range(m):
             r, v = own[idx], sr[idx]
+            before = lrow[r]
             lrow[r] += (_log_near1(v) if abs(v - 1.0) <= 0.12 else math.log(v)) - da_own[idx] * w[y[r]]
+            changed += lrow[r] - before
     else:
         for idx in range(m):
             r = own[idx]
             for q in range(c):
                 o[q, r] += da_own[idx] * w[q]
+            before = lrow[r]
             row_stats(r, outs)
+            changed += lrow[r] - before
+    return math.nan if shared else changed
 
 
 @njit(cache=True, error_model="numpy")
