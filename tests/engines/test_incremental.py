@@ -422,6 +422,21 @@ def test_the_tries_fast_loops_give_the_general_loops_results() -> None:
             assert np.array_equal(da[k, 3 * (k == 0):m], [max(z[r] + cb, 0.0) - max(z[r], 0.0) for r in rows])
 
 
+def test_four_lane_products_and_dot_products_sum_as_one() -> None:
+    import numpy as np
+
+    from gradfree.engines.incremental.kernels import softmax as sm
+
+    rng = np.random.default_rng(2)
+    for count in (0, 1, 3, 4, 255, 256, 257, 1027, 5000):
+        s = np.exp(rng.uniform(-0.1, 0.1, size=count))
+        assert sm._log_product_small(s, count) == pytest.approx(float(np.log(s).sum()), rel=1e-13, abs=1e-13)
+        a, b = rng.normal(size=count), rng.normal(size=count)
+        assert sm._dot4(a, b, count) == pytest.approx(float(a @ b), rel=1e-13, abs=1e-13)
+    s = np.full(5000, math.exp(0.1))  # every lane at its largest: still finite
+    assert sm._log_product_small(s, 5000) == pytest.approx(500.0, rel=1e-12)
+
+
 def test_the_fused_background_pass_gives_the_separate_loops_results() -> None:
     """One pass over the background rows (two candidates, ten classes, ReLU) gives what the register sums, the
     sums of logs and the screened crossing scan give, bit for bit, on rows that are not a multiple of 8 (the

@@ -47,7 +47,7 @@ from numba import njit
 from gradfree.engines.incremental.kernels.activations import act, unit_slope
 from gradfree.engines.incremental.kernels.inputs import input_column
 from gradfree.engines.incremental.kernels.rows import log_product, row_loss, row_stats, try_rows
-from gradfree.engines.incremental.kernels.state import BIG, CHUNK, CROSS_ENTROPY, RELU, Inputs, Net, Outputs, Workspace
+from gradfree.engines.incremental.kernels.state import BIG, CROSS_ENTROPY, RELU, Inputs, Net, Outputs, Workspace
 
 SMALL = 0.1
 """Largest ``|exponent|`` for which the float32 softmax copy and the expm1 polynomials are used."""
@@ -227,6 +227,21 @@ def _sum4(a: np.ndarray, count: int) -> float:
 
 
 @njit(cache=True, error_model="numpy")
+def _dot4(a: np.ndarray, b: np.ndarray, count: int) -> float:
+    """``sum(a[:count] * b[:count])`` in four interleaved partial sums (as :func:`_sum4`)."""
+    a0 = a1 = a2 = a3 = 0.0
+    stop = count - count % 4
+    for r in range(0, stop, 4):
+        a0 += a[r] * b[r]
+        a1 += a[r + 1] * b[r + 1]
+        a2 += a[r + 2] * b[r + 2]
+        a3 += a[r + 3] * b[r + 3]
+    for r in range(stop, count):
+        a0 += a[r] * b[r]
+    return (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True, error_model="numpy")
 def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: float, d0: float, d1: float,
                    two: bool, mark: np.ndarray, gathered: np.ndarray, da_k: np.ndarray) -> tuple[int, int]:
     """Step 1 of :func:`try_rank1` for one or (``two``) two candidates and a ReLU unit: mark the rows with their
@@ -282,21 +297,24 @@ def _relu_own_union(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: 
 
 
 @njit(cache=True, error_model="numpy")
-def _log_product_changed(s: np.ndarray, d: np.ndarray, count: int) -> float:
-    """:func:`~.rows.log_product` of the entries of ``s[:count]`` whose change ``d`` is not 0 (the others are 1),
-    grouped as it groups them when given only those entries: the same number, bit for bit."""
+def _log_product_small(s: np.ndarray, count: int) -> float:
+    """``sum(log(s[:count]))`` for ``s`` in ``[e^-0.12, e^0.12]``, as logs of products in four interleaved lanes
+    (one multiply a row, and the lanes independent, where one running product waits on each multiply): each
+    lane multiplies 64 entries before its log, whose product stays in ``[e^-8, e^8]``."""
     total = 0.0
-    prod = 1.0
-    taken = 0
-    for idx in range(count):
-        if d[idx] != 0.0:
-            prod *= s[idx]
-            taken += 1
-            if taken == CHUNK:
-                total += math.log(prod)
-                prod = 1.0
-                taken = 0
-    return total + math.log(prod)
+    q0 = q1 = q2 = q3 = 1.0
+    stop = count - count % 4
+    for first in range(0, stop, 256):
+        for idx in range(first, min(stop, first + 256), 4):
+            q0 *= s[idx]
+            q1 *= s[idx + 1]
+            q2 *= s[idx + 2]
+            q3 *= s[idx + 3]
+        total += math.log((q0 * q1) * (q2 * q3))  # four products in [e^-8, e^8]
+        q0 = q1 = q2 = q3 = 1.0
+    for idx in range(stop, count):
+        q0 *= s[idx]
+    return total + math.log(q0)
 
 
 @njit(cache=True, error_model="numpy")
@@ -458,22 +476,19 @@ def _union_small(mu: int, rows: np.ndarray, d0: np.ndarray, d1: np.ndarray, w: n
                  out: np.ndarray) -> bool:
     """Step 3 of :func:`try_rank1` for the ``mu`` rows gathered once for two candidates (``rows``, changes
     ``d0``, ``d1``) when both candidates' changes are small (``|d| wmax <= SMALL``; else it returns False and
-    does nothing): the softmax of each row is gathered once for both, and each candidate's ``out`` is what
-    its own rows alone give, bit for bit (a row it does not change has ``s = 1`` exactly and is left out of
-    the product and the sum)."""
+    does nothing): the softmax of each row is gathered once for both (a row a candidate does not change has
+    ``s = 1`` exactly, and adds nothing), and the logs and sums run in four lanes."""
     dmax0 = dmax1 = 0.0
     for idx in range(mu):
         dmax0 = max(dmax0, abs(d0[idx]))
         dmax1 = max(dmax1, abs(d1[idx]))
     if dmax0 * wmax > SMALL or dmax1 * wmax > SMALL:
         return False
-    ys0 = ys1 = 0.0
+    wy = s0  # free until the sums: the output weight of each row's class
     for idx in range(mu):
-        wyr = w[y[rows[idx]]]
-        if d0[idx] != 0.0:
-            ys0 += d0[idx] * wyr
-        if d1[idx] != 0.0:
-            ys1 += d1[idx] * wyr
+        wy[idx] = w[y[rows[idx]]]
+    ys0 = _dot4(d0, wy, mu)
+    ys1 = _dot4(d1, wy, mu)
     for idx in range(mu):
         s0[idx] = 0.0
         s1[idx] = 0.0
@@ -487,8 +502,8 @@ def _union_small(mu: int, rows: np.ndarray, d0: np.ndarray, d1: np.ndarray, w: n
     for idx in range(mu):
         s0[idx] += 1.0
         s1[idx] += 1.0
-    out[0] = total[0] + _log_product_changed(s0, d0, mu) - ys0
-    out[1] = total[1] + _log_product_changed(s1, d1, mu) - ys1
+    out[0] = total[0] + _log_product_small(s0, mu) - ys0
+    out[1] = total[1] + _log_product_small(s1, mu) - ys1
     return True
 
 
