@@ -124,7 +124,8 @@ def workspace(c: int, n: int, k: int) -> Workspace:
     needs the rows of two)."""
     k = max(k, 2)
     return Workspace(scratch=np.zeros((c + 1 + 2 * k, n)), mark=np.zeros(n, dtype=np.uint8),
-                     gathered=np.zeros((k, n), dtype=np.int32), flags=np.zeros(-(-n // 8) * 8, dtype=np.uint8))
+                     gathered=np.zeros((k, n), dtype=np.int32), wy=np.zeros(n), wy_key=np.full(c, np.nan),
+                     flags=np.zeros(-(-n // 8) * 8, dtype=np.uint8))
 
 
 @torch.no_grad()

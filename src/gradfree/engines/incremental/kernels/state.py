@@ -99,7 +99,7 @@ class Inputs(NamedTuple):
 
 class Workspace(NamedTuple):
     """Scratch of the try and accept kernels for up to ``K`` candidates per call (contents undefined between
-    calls, except :attr:`mark`)."""
+    calls, except :attr:`mark` and :attr:`wy`)."""
 
     scratch: np.ndarray
     """``(C + 1 + 2K, N)`` float64, ``K >= 2``: gathered softmax columns, one temporary row, and per candidate a
@@ -108,6 +108,12 @@ class Workspace(NamedTuple):
     """``(N,)`` uint8: rows with their own input, marked during a call; all zeros between calls."""
     gathered: np.ndarray
     """``(K, N)`` int32: per candidate the rows with their own change."""
+    wy: np.ndarray
+    """``(N,)``: the output weight from a unit of the last hidden layer to each row's class, for the unit's
+    output weights in :attr:`wy_key` (kept between calls)."""
+    wy_key: np.ndarray
+    """``(C,)``: the output weights :attr:`wy` was filled from (NaN: none), so that other weights (another
+    unit's, or the same unit's after an accept) fill it again."""
     flags: np.ndarray
     """``(N`` rounded up to a multiple of 8``)`` uint8: per row, whether a background row's pre-activation lies
     where a shared move can take it across the kink (written by every try that uses it, read as 64-bit words
