@@ -241,6 +241,16 @@ def _dot4(a: np.ndarray, b: np.ndarray, count: int) -> float:
     return (a0 + a1) + (a2 + a3)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _relu_own_moves(zo: float, zs: float, dz0: float, dz1: float) -> tuple[float, float]:
+    """A ReLU unit's change of activation in a row at pre-activation ``zo`` when it moves to ``zs + dz0`` and
+    to ``zs + dz1`` (one row of :func:`_relu_own_pair` and :func:`_relu_own_union`)."""
+    ao = zo if zo > 0.0 else 0.0
+    z0 = zs + dz0
+    z1 = zs + dz1
+    return (z0 if z0 > 0.0 else 0.0) - ao, (z1 if z1 > 0.0 else 0.0) - ao
+
+
 @njit(cache=True, error_model="numpy")
 def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: float, d0: float, d1: float,
                    two: bool, mark: np.ndarray, gathered: np.ndarray, da_k: np.ndarray) -> tuple[int, int]:
@@ -255,11 +265,7 @@ def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: f
         xin = vals[idx]
         mark[r] = 1
         zo = ztj[r]
-        ao = zo if zo > 0.0 else 0.0
-        z0 = zo + shift + d0 * xin
-        z1 = zo + shift + d1 * xin
-        da0 = (z0 if z0 > 0.0 else 0.0) - ao
-        da1 = (z1 if z1 > 0.0 else 0.0) - ao
+        da0, da1 = _relu_own_moves(zo, zo + shift, d0 * xin, d1 * xin)
         if da0 != 0.0:
             g0[m0] = r
             e0[m0] = da0
@@ -283,11 +289,7 @@ def _relu_own_union(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: 
         xin = vals[idx]
         mark[r] = 1
         zo = ztj[r]
-        ao = zo if zo > 0.0 else 0.0
-        z0 = zo + shift + d0 * xin
-        z1 = zo + shift + d1 * xin
-        da0 = (z0 if z0 > 0.0 else 0.0) - ao
-        da1 = (z1 if z1 > 0.0 else 0.0) - ao
+        da0, da1 = _relu_own_moves(zo, zo + shift, d0 * xin, d1 * xin)
         if da0 != 0.0 or da1 != 0.0:
             union[m] = r
             e0[m] = da0
@@ -602,6 +604,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     pair10 = kk == 2 and fast[0] and fast[1] and c == 10  # RSO's case on ten classes
     # RSO's case, its background in one pass or none: each row with its own change is gathered once for both
     # candidates (``gathered[0]``, changes in ``da_k[0]`` and ``da_k[1]``; step 3 splits them for large steps)
+    fused = pair10 and code == RELU  # the background in one pass (step 2)
     union = kk == 2 and code == RELU and not dense and (pair10 or not background)
     # 1. rows with their own input: a hidden input's non-zero rows, or the network input's listed rows
     count = n if dense else stop - start
@@ -635,7 +638,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     # 2. background rows all move by cb = delta * beta; on the linear piece they share expm1(cb * w):
     #    s = 1 + sum_c p_c expm1(cb w_c) is one SIMD pass over the float32 softmax for all rows
     if background:
-        if pair10 and code == RELU:  # the whole background in one pass
+        if fused:
             wy = _class_weights(w, y, work)
             total[0], total[1], m[0], m[1] = _relu_background_pair10(
                 n, p32, u[0], u[1], mark, ztj, wy, cb[0], cb[1], wmax, s_k[0], s_k[1], work.flags, gathered, da_k,
@@ -662,7 +665,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                             sk, uk = s_k[k], u[k, q]
                             for r in range(n):
                                 sk[r] += pq[r] * uk
-        if pair10 and code == RELU:
+        if fused:
             kk_rows = 0
         elif kk <= 2 and code == RELU and fast[0] and fast[kk - 1]:  # one candidate (or other than ten classes)
             wy, terms = _class_weights(w, y, work), e  # e is free until step 3
