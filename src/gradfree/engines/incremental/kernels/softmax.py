@@ -266,14 +266,13 @@ def _relu_own_pair(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: f
         mark[r] = 1
         zo = ztj[r]
         da0, da1 = _relu_own_moves(zo, zo + shift, d0 * xin, d1 * xin)
-        if da0 != 0.0:
-            g0[m0] = r
-            e0[m0] = da0
-            m0 += 1
-        if two and da1 != 0.0:
+        g0[m0] = r  # written always, kept by the count (see _relu_own_union)
+        e0[m0] = da0
+        m0 += da0 != 0.0
+        if two:
             g1[m1] = r
             e1[m1] = da1
-            m1 += 1
+            m1 += da1 != 0.0
     return m0, m1
 
 
@@ -290,11 +289,12 @@ def _relu_own_union(rows: np.ndarray, vals: np.ndarray, ztj: np.ndarray, shift: 
         mark[r] = 1
         zo = ztj[r]
         da0, da1 = _relu_own_moves(zo, zo + shift, d0 * xin, d1 * xin)
-        if da0 != 0.0 or da1 != 0.0:
-            union[m] = r
-            e0[m] = da0
-            e1[m] = da1
-            m += 1
+        # Written always and kept by the count: about half the rows change, a branch on it is mispredicted
+        # as often as not (6.3 -> 2.3 us a try on the MDP rows). The slot after the last kept row is scratch.
+        union[m] = r
+        e0[m] = da0
+        e1[m] = da1
+        m += (da0 != 0.0) | (da1 != 0.0)
     return m
 
 
@@ -831,10 +831,9 @@ def rank1_update(layer: int, j: int, i: int, delta: float, own_only: bool, net: 
         da = an - atj[r]
         ztj[r] = zn
         atj[r] = an
-        if da != 0.0:
-            own[m] = r
-            da_own[m] = da
-            m += 1
+        own[m] = r  # written always, kept by the count: a branch on it is mispredicted (see _relu_own_union)
+        da_own[m] = da
+        m += da != 0.0
     # 2. background rows: all move by cb
     cb = 0.0 if own_only else delta * bg
     shared = cb != 0.0 and not dense and abs(cb) * wmax <= BIG
