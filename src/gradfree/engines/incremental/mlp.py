@@ -164,6 +164,9 @@ class MLPCoordinateEvaluator:
         ce = kind == "cross_entropy"
         self._norm = float(n) if ce else float(n * c)
         self._net = caches.build_net(linears, acts, n)
+        # the same offsets as Python ints, for _locate (reading a numpy array per try costs about 0.1 us)
+        self._w_off, self._b_off = self._net.w_off.tolist(), self._net.b_off.tolist()
+        self._fan_in = self._net.widths.tolist()
         self._outs = caches.build_outputs(n, c, y, kind)
         self._workspace(2)
         self.refresh()
@@ -201,9 +204,9 @@ class MLPCoordinateEvaluator:
         layer, is_bias = self._slot_where[k]
         local = index - self._offsets[k]
         if is_bias:
-            return layer, local, -1, int(self._net.b_off[layer]) + local
-        fan_in = int(self._net.widths[layer])
-        return layer, local // fan_in, local % fan_in, int(self._net.w_off[layer]) + local
+            return layer, local, -1, self._b_off[layer] + local
+        j, i = divmod(local, self._fan_in[layer])
+        return layer, j, i, self._w_off[layer] + local
 
     def loss(self) -> float:
         """Loss at the current parameters."""
@@ -219,9 +222,9 @@ class MLPCoordinateEvaluator:
         NaN loss.
         """
         layer, j, i, pos = self._locate(index)
-        # .numpy() directly where it may: detach() and cpu() cost a microsecond of a ~100 us call
-        vals = values.numpy() if values.device.type == "cpu" and not values.requires_grad else (
-            values.detach().cpu().numpy())
+        # .numpy() directly where it may: detach() and cpu() cost a microsecond of a ~20 us call (and
+        # device.type a quarter, against is_cpu)
+        vals = values.numpy() if values.is_cpu and not values.requires_grad else values.detach().cpu().numpy()
         if vals.dtype != np.float32 and vals.dtype != np.float64:
             vals = vals.astype(np.float64)
         losses = np.empty(vals.shape[0])
