@@ -458,11 +458,11 @@ def test_four_lane_products_and_dot_products_sum_as_one() -> None:
     assert sm._log_product_small(s, 5000) == pytest.approx(500.0, rel=1e-12)
 
 
-def test_the_fused_background_pass_gives_the_separate_loops_results() -> None:
-    """One pass over the background rows (two candidates, ten classes, ReLU) gives what the register sums, the
-    sums of logs and the screened crossing scan give (the sums to their last bits: it fuses multiply-adds; the
-    rows crossing exactly), on rows that are not a multiple of 8 (the flag words' padding) and on the
-    window's edges, for tiny and larger moves."""
+def test_the_fused_background_passes_give_the_separate_loops_results() -> None:
+    """One pass over the background rows (two candidates, or one, ten classes, ReLU) gives what the register
+    sums, the sums of logs and the screened crossing scan give (the sums to their last bits: it fuses
+    multiply-adds; the rows crossing exactly), on rows that are not a multiple of 8 (the flag words' padding)
+    and on the window's edges, for tiny and larger moves."""
     import numpy as np
 
     from gradfree.engines.incremental.kernels import softmax as sm
@@ -504,6 +504,14 @@ def test_the_fused_background_pass_gives_the_separate_loops_results() -> None:
         for k, first in ((0, 3), (1, 1)):
             changes = dict(zip(want_gathered[k, first:m[k]].tolist(), want_da[k, first:m[k]].tolist(), strict=True))
             assert da_union[k, 3:got[2]].tolist() == [changes.get(r, 0.0) for r in rows]
+        # one candidate: the first one's sum and crossing rows, its window alone flagged
+        one, da_one = np.zeros((2, n), dtype=np.int32), np.zeros((2, n))
+        total, m_one = sm._relu_background_one10(n, p32, u[0], mark, z, wy, cb0, wmax, t[0], flags, one, da_one, 2)
+        want_one, want_da_one = np.zeros((2, n), dtype=np.int32), np.zeros((2, n))
+        m = sm._relu_crossing_pair(n, mark, z, cb0, cb0, False, want_one, want_da_one, 2, 0)
+        assert m_one == m[0] and total == pytest.approx(want[0], rel=1e-13, abs=1e-16)
+        assert np.array_equal(one, want_one) and np.array_equal(da_one, want_da_one)
+        assert flags[:n].tolist() == ((z > min(0.0, -cb0)) & (z <= max(0.0, -cb0))).tolist()
 
 
 def test_perf_incremental_smoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,9 +15,9 @@ Every kernel compiles with ``cache=True`` and ``error_model="numpy"``: a float d
 IEEE says (inf or NaN) instead of raising ``ZeroDivisionError``. The check numba's default inserts before each
 division is a branch that keeps a loop from vectorising; without it the logs of an accept, which divide, run
 4 times faster. No kernel divides by a value that can be zero. No kernel reorders sums (no fastmath), and
-only one contracts a multiply and an add into a fused multiply-add (``fastmath={"contract"}``): the
-background pass of a two-candidate try (:func:`.softmax._relu_background_pair10`), whose vector instructions
-are its whole cost.
+only the fused background passes of a try contract a multiply and an add into a fused multiply-add
+(``fastmath={"contract"}``: :func:`.softmax._relu_background_pair10` and its one-candidate twin
+:func:`.softmax._relu_background_one10`), whose vector instructions are their whole cost.
 
 Nothing from numba is imported here, so that reading :mod:`.state` does not load it. What runs on import is
 :func:`drop_stale_caches`: numba keys a function's cache on its own file's timestamp, but a kernel's machine

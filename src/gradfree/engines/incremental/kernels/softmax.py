@@ -9,8 +9,8 @@ for the caches):
 
 * **Background rows.** Rows where feature ``i`` of the network input has its common value ``beta_i`` all
   move by the same ``cb = delta * beta_i``; where the unit is on the linear piece of its activation before
-  and after (ReLU active), they share ``exp(cb * w)``: their ``s`` is one SIMD pass over the softmax (for two
-  candidates and ten classes, each row's two sums are kept in registers across the classes, and its loss
+  and after (ReLU active), they share ``exp(cb * w)``: their ``s`` is one SIMD pass over the softmax (for one or
+  two candidates and ten classes, each row's sums are kept in registers across the classes, and its loss
   changes and whether it lies near the kink are computed in the same pass). Only rows within ``|cb|`` of the
   kink can cross it; they are found by a branch-free screen of the pre-activations.
 * **Other changed rows** (the input's non-background entries, rows crossing a ReLU kink) are gathered and
@@ -384,17 +384,10 @@ def _stream_pair10(p32: np.ndarray, u0: np.ndarray, u1: np.ndarray, s0: np.ndarr
     """``s_k[r] = sum_c p32[c, r] u_k[c]`` for two candidates and ten classes, the classes summed in a register
     in the order of the general loop (so the same sums, bit for bit): one read of each class and one write of
     each sum per row, where the general loop reads and writes the sums once per class."""
-    a0, a1, a2, a3, a4 = p32[0], p32[1], p32[2], p32[3], p32[4]
-    a5, a6, a7, a8, a9 = p32[5], p32[6], p32[7], p32[8], p32[9]
-    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = u0[0], u0[1], u0[2], u0[3], u0[4], u0[5], u0[6], u0[7], u0[8], u0[9]
-    y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = u1[0], u1[1], u1[2], u1[3], u1[4], u1[5], u1[6], u1[7], u1[8], u1[9]
+    cols, x, z = _ten(p32), _ten(u0), _ten(u1)
     for r in range(s0.shape[0]):
-        v0, v1, v2, v3, v4 = float(a0[r]), float(a1[r]), float(a2[r]), float(a3[r]), float(a4[r])
-        v5, v6, v7, v8, v9 = float(a5[r]), float(a6[r]), float(a7[r]), float(a8[r]), float(a9[r])
-        s0[r] = (((((((((0.0 + v0 * x0) + v1 * x1) + v2 * x2) + v3 * x3) + v4 * x4) + v5 * x5) + v6 * x6)
-                  + v7 * x7) + v8 * x8) + v9 * x9
-        s1[r] = (((((((((0.0 + v0 * y0) + v1 * y1) + v2 * y2) + v3 * y3) + v4 * y4) + v5 * y5) + v6 * y6)
-                  + v7 * y7) + v8 * y8) + v9 * y9
+        s0[r] = _dot10(cols, r, x)
+        s1[r] = _dot10(cols, r, z)
 
 
 @njit(cache=True, error_model="numpy")
@@ -414,6 +407,69 @@ def _class_weights(w: np.ndarray, y: np.ndarray, work: Workspace) -> np.ndarray:
     return work.wy
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _ten(a: np.ndarray) -> tuple:
+    """``(a[0], ..., a[9])``: ten classes' arrays (or values) as a tuple, so that a loop over rows reads them
+    from registers."""
+    return a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _dot10(cols: tuple, r: int, u: tuple) -> float:
+    """``sum_c cols[c][r] * u[c]`` over ten classes, summed from 0.0 in class order (the order of the general
+    loop, which accumulates class by class)."""
+    s = 0.0 + float(cols[0][r]) * u[0]
+    s = s + float(cols[1][r]) * u[1]
+    s = s + float(cols[2][r]) * u[2]
+    s = s + float(cols[3][r]) * u[3]
+    s = s + float(cols[4][r]) * u[4]
+    s = s + float(cols[5][r]) * u[5]
+    s = s + float(cols[6][r]) * u[6]
+    s = s + float(cols[7][r]) * u[7]
+    s = s + float(cols[8][r]) * u[8]
+    return s + float(cols[9][r]) * u[9]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _gather_flagged(n: int, flags: np.ndarray, mark: np.ndarray, ztj: np.ndarray, cb0: float, cb1: float,
+                    two: bool, union: bool, gathered: np.ndarray, da_k: np.ndarray, m0: int,
+                    m1: int) -> tuple[int, int]:
+    """The flagged background rows (``flags[r] != 0``: within the kink's window) that cross it, gathered as
+    :func:`_relu_crossing_pair` gathers them, the flags read eight at a time (the padding after row ``n`` stays
+    0). With ``union`` (two candidates) a row crossing for either is gathered once, as in
+    :func:`_relu_background_pair10`; without ``two`` only the first candidate is."""
+    words = flags.view(np.uint64)
+    for q in range(words.shape[0]):
+        if words[q] == 0:
+            continue
+        for r in range(8 * q, min(n, 8 * q + 8)):
+            if flags[r] == 0 or mark[r] != 0:
+                continue
+            zo = ztj[r]
+            ao = zo if zo > 0.0 else 0.0
+            z0 = zo + cb0
+            z1 = zo + cb1
+            cross0, cross1 = (zo > 0.0) != (z0 > 0.0), two and (zo > 0.0) != (z1 > 0.0)
+            da0 = (z0 if z0 > 0.0 else 0.0) - ao if cross0 else 0.0
+            da1 = (z1 if z1 > 0.0 else 0.0) - ao if cross1 else 0.0
+            if union:
+                if cross0 or cross1:
+                    gathered[0, m0] = r
+                    da_k[0, m0] = da0
+                    da_k[1, m0] = da1
+                    m0 += 1
+                continue
+            if cross0:
+                gathered[0, m0] = r
+                da_k[0, m0] = da0
+                m0 += 1
+            if cross1:
+                gathered[1, m1] = r
+                da_k[1, m1] = da1
+                m1 += 1
+    return m0, m1
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _relu_background_pair10(n: int, p32: np.ndarray, u0: np.ndarray, u1: np.ndarray, mark: np.ndarray,
                             ztj: np.ndarray, wy: np.ndarray, cb0: float, cb1: float, wmax: float, t0: np.ndarray,
@@ -426,11 +482,11 @@ def _relu_background_pair10(n: int, p32: np.ndarray, u0: np.ndarray, u1: np.ndar
     found eight at a time and those that cross gathered as :func:`_relu_crossing_pair` gathers them
     (``wy[r]`` is ``w[y_r]``: a gather inside the loop would stop the compiler vectorising it).
 
-    The one kernel compiled with ``fastmath={"contract"}``: a multiply and the add after it may become one fused
-    multiply-add, rounded once instead of twice (no reordering, no other fast-math licence): the pass's cost
-    is its vector instructions, and on the MDP task's rows it took 13.8 us down to 12.7. The sums then differ
-    from those three loops' in the last bits (1e-15 relative, and closer to exact), the same on every machine
-    with FMA.
+    The fused passes are the kernels compiled with ``fastmath={"contract"}``: a multiply and the add after it
+    may become one fused multiply-add, rounded once instead of twice (no reordering, no other fast-math
+    licence): the pass's cost is its vector instructions, and on the MDP task's rows it took 13.8 us down to
+    12.7. The sums then differ from those three loops' in the last bits (1e-15 relative, and closer to exact),
+    the same on every machine with FMA.
 
     With ``union`` a row that crosses for either candidate is gathered once, into ``gathered[0]`` after the
     ``m0`` there, with both changes in ``da_k[0]`` and ``da_k[1]`` (0 for a candidate under which it does not
@@ -442,18 +498,11 @@ def _relu_background_pair10(n: int, p32: np.ndarray, u0: np.ndarray, u1: np.ndar
     """
     tiny0, tiny1 = abs(cb0) * wmax <= 0.01, abs(cb1) * wmax <= 0.01  # as _relu_shared_logs chooses
     lo, hi = min(0.0, -cb0, -cb1), max(0.0, -cb0, -cb1)
-    a0, a1, a2, a3, a4 = p32[0], p32[1], p32[2], p32[3], p32[4]
-    a5, a6, a7, a8, a9 = p32[5], p32[6], p32[7], p32[8], p32[9]
-    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = u0[0], u0[1], u0[2], u0[3], u0[4], u0[5], u0[6], u0[7], u0[8], u0[9]
-    y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = u1[0], u1[1], u1[2], u1[3], u1[4], u1[5], u1[6], u1[7], u1[8], u1[9]
+    cols, x, z = _ten(p32), _ten(u0), _ten(u1)
     hits = 0
     for r in range(n):
-        v0, v1, v2, v3, v4 = float(a0[r]), float(a1[r]), float(a2[r]), float(a3[r]), float(a4[r])
-        v5, v6, v7, v8, v9 = float(a5[r]), float(a6[r]), float(a7[r]), float(a8[r]), float(a9[r])
-        s0 = (((((((((0.0 + v0 * x0) + v1 * x1) + v2 * x2) + v3 * x3) + v4 * x4) + v5 * x5) + v6 * x6)
-               + v7 * x7) + v8 * x8) + v9 * x9
-        s1 = (((((((((0.0 + v0 * y0) + v1 * y1) + v2 * y2) + v3 * y3) + v4 * y4) + v5 * y5) + v6 * y6)
-               + v7 * y7) + v8 * y8) + v9 * y9
+        s0 = _dot10(cols, r, x)
+        s1 = _dot10(cols, r, z)
         zo = ztj[r]
         bg = mark[r] == 0
         l0 = (_log1p_tiny(s0) if tiny0 else _log1p_small(s0)) - cb0 * wy[r]
@@ -464,36 +513,32 @@ def _relu_background_pair10(n: int, p32: np.ndarray, u0: np.ndarray, u1: np.ndar
         flags[r] = near
         hits += near
     if hits:
-        words = flags.view(np.uint64)  # the padding after row n stays 0
-        for q in range(words.shape[0]):
-            if words[q] == 0:
-                continue
-            for r in range(8 * q, min(n, 8 * q + 8)):
-                if flags[r] == 0 or mark[r] != 0:
-                    continue
-                zo = ztj[r]
-                ao = zo if zo > 0.0 else 0.0
-                z0 = zo + cb0
-                z1 = zo + cb1
-                cross0, cross1 = (zo > 0.0) != (z0 > 0.0), (zo > 0.0) != (z1 > 0.0)
-                da0 = (z0 if z0 > 0.0 else 0.0) - ao if cross0 else 0.0
-                da1 = (z1 if z1 > 0.0 else 0.0) - ao if cross1 else 0.0
-                if union:
-                    if cross0 or cross1:
-                        gathered[0, m0] = r
-                        da_k[0, m0] = da0
-                        da_k[1, m0] = da1
-                        m0 += 1
-                    continue
-                if cross0:
-                    gathered[0, m0] = r
-                    da_k[0, m0] = da0
-                    m0 += 1
-                if cross1:
-                    gathered[1, m1] = r
-                    da_k[1, m1] = da1
-                    m1 += 1
+        m0, m1 = _gather_flagged(n, flags, mark, ztj, cb0, cb1, True, union, gathered, da_k, m0, m1)
     return _sum4(t0, n), _sum4(t1, n), m0, m1
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _relu_background_one10(n: int, p32: np.ndarray, u0: np.ndarray, mark: np.ndarray, ztj: np.ndarray,
+                           wy: np.ndarray, cb0: float, wmax: float, t0: np.ndarray, flags: np.ndarray,
+                           gathered: np.ndarray, da_k: np.ndarray, m0: int) -> tuple[float, int]:
+    """:func:`_relu_background_pair10` for one candidate: its summed loss change of the background rows that
+    stay active, and its number of gathered rows (``m0`` on entry). A second candidate made a flag of the one
+    pass (tested per row, it stops the compiler vectorising the loop: 2.5x slower), hence a kernel of its own."""
+    tiny0 = abs(cb0) * wmax <= 0.01
+    lo, hi = min(0.0, -cb0), max(0.0, -cb0)
+    cols, x = _ten(p32), _ten(u0)
+    hits = 0
+    for r in range(n):
+        s0 = _dot10(cols, r, x)
+        zo = ztj[r]
+        l0 = (_log1p_tiny(s0) if tiny0 else _log1p_small(s0)) - cb0 * wy[r]
+        t0[r] = l0 if (mark[r] == 0) & (zo > 0.0) & (zo + cb0 > 0.0) else 0.0
+        near = (zo > lo) & (zo <= hi)
+        flags[r] = near
+        hits += near
+    if hits:
+        m0, _ = _gather_flagged(n, flags, mark, ztj, cb0, cb0, False, False, gathered, da_k, m0, 0)
+    return _sum4(t0, n), m0
 
 
 @njit(cache=True, error_model="numpy")
@@ -605,6 +650,7 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
     # RSO's case, its background in one pass or none: each row with its own change is gathered once for both
     # candidates (``gathered[0]``, changes in ``da_k[0]`` and ``da_k[1]``; step 3 splits them for large steps)
     fused = pair10 and code == RELU  # the background in one pass (step 2)
+    one10 = kk == 1 and fast[0] and c == 10 and code == RELU  # so for one candidate
     union = kk == 2 and code == RELU and not dense and (pair10 or not background)
     # 1. rows with their own input: a hidden input's non-zero rows, or the network input's listed rows
     count = n if dense else stop - start
@@ -643,6 +689,10 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
             total[0], total[1], m[0], m[1] = _relu_background_pair10(
                 n, p32, u[0], u[1], mark, ztj, wy, cb[0], cb[1], wmax, s_k[0], s_k[1], work.flags, gathered, da_k,
                 m[0], m[1], union)
+        elif one10:
+            wy = _class_weights(w, y, work)
+            total[0], m[0] = _relu_background_one10(n, p32, u[0], mark, ztj, wy, cb[0], wmax, s_k[0], work.flags,
+                                                    gathered, da_k, m[0])
         elif pair10:  # the sums in registers
             _stream_pair10(p32, u[0], u[1], s_k[0], s_k[1])
         else:
@@ -665,9 +715,9 @@ def try_rank1(layer: int, j: int, i: int, deltas: np.ndarray, out: np.ndarray, n
                             sk, uk = s_k[k], u[k, q]
                             for r in range(n):
                                 sk[r] += pq[r] * uk
-        if fused:
+        if fused or one10:
             kk_rows = 0
-        elif kk <= 2 and code == RELU and fast[0] and fast[kk - 1]:  # one candidate (or other than ten classes)
+        elif kk <= 2 and code == RELU and fast[0] and fast[kk - 1]:  # other than ten classes
             wy, terms = _class_weights(w, y, work), e  # e is free until step 3
             for k in range(kk):
                 total[k] = _relu_shared_logs(n, mark, ztj, wy, cb[k], wmax, s_k[k], terms)
