@@ -222,7 +222,7 @@ class MLPCoordinateEvaluator:
         NaN loss.
         """
         layer, j, i, pos = self._locate(index)
-        # .numpy() directly where it may: detach() and cpu() cost a microsecond of a ~20 us call (and
+        # .numpy() directly where it may: detach() and cpu() cost a microsecond of a ~30 us call (and
         # device.type a quarter, against is_cpu)
         vals = values.numpy() if values.is_cpu and not values.requires_grad else values.detach().cpu().numpy()
         if vals.dtype != np.float32 and vals.dtype != np.float64:

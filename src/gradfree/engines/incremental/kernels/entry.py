@@ -3,7 +3,7 @@
 Every kernel reads its state by field name (:mod:`.state`). But numba's dispatcher types a named-tuple
 argument on every call by writing its class and field names into the type's fingerprint: about 1.5 us per
 named tuple, against 0.1 us for a plain tuple of the same arrays, so a try of a 784-32-10 MLP on 5,000 rows
-(about 100 us, four state tuples) would pay 6% for the names. So Python passes ``tuple(net)`` and the like
+(about 35 us, four state tuples) would pay about 6 us more for the names. So Python passes ``tuple(net)`` and the like
 (:func:`plain`), and these wrappers rebuild the named tuples inside compiled code, where that costs nothing;
 the kernels they call are unchanged, and so is every number they compute.
 """

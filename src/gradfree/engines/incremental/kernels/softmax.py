@@ -522,8 +522,9 @@ def _relu_background_one10(n: int, p32: np.ndarray, u0: np.ndarray, mark: np.nda
                            wy: np.ndarray, cb0: float, wmax: float, t0: np.ndarray, flags: np.ndarray,
                            gathered: np.ndarray, da_k: np.ndarray, m0: int) -> tuple[float, int]:
     """:func:`_relu_background_pair10` for one candidate: its summed loss change of the background rows that
-    stay active, and its number of gathered rows (``m0`` on entry). A second candidate made a flag of the one
-    pass (tested per row, it stops the compiler vectorising the loop: 2.5x slower), hence a kernel of its own."""
+    stay active, and its number of gathered rows (``m0`` on entry). A kernel of its own: making the second
+    candidate optional by a flag of the two-candidate pass, tested per row, stopped the compiler vectorising
+    the loop (2.5x slower)."""
     tiny0 = abs(cb0) * wmax <= 0.01
     lo, hi = min(0.0, -cb0), max(0.0, -cb0)
     cols, x = _ten(p32), _ten(u0)
